@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what Tern needs to build and test, from Debian 12's packages. Safe to run again.
+set -euo pipefail
+pkgs=(build-essential cmake ninja-build ccache pkg-config libboost-dev libfmt-dev libgtest-dev
+      googletest python3 python3-paho-mqtt mosquitto-clients)
+if [ "${1:-}" = "--bench" ]; then pkgs+=(mosquitto); fi
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  # Debian's mosquitto package would start a broker on port 1883: keep services from starting.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

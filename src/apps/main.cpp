@@ -1,0 +1,48 @@
+// The one `tern` executable: subcommands dispatch to thin main functions.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+namespace tern::apps {
+int broker_main(int argc, char** argv);
+void broker_usage(std::FILE* out);
+}  // namespace tern::apps
+
+namespace {
+
+void usage(std::FILE* out) {
+  std::fprintf(out,
+               "tern %s: an MQTT 3.1, 3.1.1 and 5.0 broker and toolkit\n\n"
+               "Usage: tern <command> [options]\n\n"
+               "Commands:\n"
+               "  broker     run the MQTT broker (mosquitto's options: -c FILE, -p PORT, -v, -d)\n"
+               "  help [CMD] show this help, or the complete usage of CMD\n"
+               "  version    print the version (also --version)\n",
+               TERN_VERSION);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 1;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "--version" || cmd == "version" || cmd == "-V") {
+    std::printf("tern version %s\n", TERN_VERSION);
+    return 0;
+  }
+  if (cmd == "help" || cmd == "--help" || cmd == "-h") {
+    if (argc >= 3 && std::strcmp(argv[2], "broker") == 0) {
+      tern::apps::broker_usage(stdout);
+    } else {
+      usage(stdout);
+    }
+    return 0;
+  }
+  if (cmd == "broker") return tern::apps::broker_main(argc - 1, argv + 1);
+  std::fprintf(stderr, "tern: unknown command '%s'\n\n", cmd.c_str());
+  usage(stderr);
+  return 1;
+}

@@ -1,0 +1,40 @@
+#include "broker/broker.hpp"
+
+#include "broker/shard.hpp"
+
+namespace tern::broker {
+
+Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
+  limits_.max_packet_size = cfg.max_packet_size;
+  limits_.message_size_limit = cfg.message_size_limit;
+  limits_.max_keepalive = cfg.max_keepalive;
+  limits_.connect_timeout = std::chrono::seconds(cfg.connect_timeout);
+  limits_.allow_zero_length_clientid = cfg.allow_zero_length_clientid;
+  limits_.auto_id_prefix = cfg.auto_id_prefix;
+  limits_.v31_client_id_max = cfg.v31_client_id_max;
+  limits_.max_inflight = cfg.max_inflight_messages;
+  limits_.max_queued_messages = cfg.max_queued_messages;
+  limits_.max_queued_bytes = cfg.max_queued_bytes;
+  limits_.queue_qos0 = cfg.queue_qos0_messages;
+  limits_.upgrade_outgoing_qos = cfg.upgrade_outgoing_qos;
+  limits_.max_topic_alias = cfg.max_topic_alias;
+  limits_.receive_maximum = cfg.receive_maximum;
+  limits_.max_outbound_bytes = cfg.max_outbound_bytes;
+  limits_.verbose = (cfg.log_types & config::kLogDebug) != 0;
+  if (workers == 0) workers = 1;
+  for (unsigned i = 0; i < workers; ++i) shards_.push_back(std::make_unique<Shard>(*this, i));
+}
+
+Broker::~Broker() = default;
+
+unsigned Broker::owner_of(std::string_view client_id) const {
+  // FNV-1a: stable, cheap, and spreads similar ids ("sensor-1", "sensor-2") across workers.
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : client_id) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return static_cast<unsigned>(h % shards_.size());
+}
+
+}  // namespace tern::broker

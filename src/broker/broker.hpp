@@ -1,0 +1,68 @@
+#pragma once
+// The broker: global state shared by all workers (subscription index, retained messages,
+// statistics) and one Shard per worker. Created on the main thread before workers start.
+#include <atomic>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "broker/retained.hpp"
+#include "broker/router.hpp"
+#include "config/config.hpp"
+#include "protocol/server_connection.hpp"
+
+namespace tern::broker {
+
+class Shard;
+
+// Counters readable from any thread (relaxed atomics).
+struct Stats {
+  std::atomic<std::uint64_t> messages_received{0};
+  std::atomic<std::uint64_t> messages_sent{0};
+  std::atomic<std::uint64_t> bytes_received{0};
+  std::atomic<std::uint64_t> bytes_sent{0};
+  std::atomic<std::uint64_t> dropped_qos0{0};
+  std::atomic<std::uint64_t> dropped_queue_full{0};
+  std::atomic<std::uint64_t> cross_worker_batches{0};
+  std::atomic<std::uint64_t> cross_worker_deliveries{0};
+  std::atomic<std::int64_t> clients_connected{0};
+  std::atomic<std::int64_t> clients_total{0};
+  std::atomic<std::uint64_t> connections_refused{0};
+};
+
+// What a Shard needs from its worker thread (implemented by net::Worker).
+class WorkerIo {
+ public:
+  virtual ~WorkerIo() = default;
+  // Thread-safe: run Shard::drain_inbox on the worker thread soon.
+  virtual void wake() = 0;
+  // Owner thread: the connection has output (or was closed) and must be flushed.
+  virtual void output_ready(protocol::ServerConnection& c) = 0;
+};
+
+class Broker {
+ public:
+  Broker(const config::Config& cfg, unsigned workers);
+  ~Broker();
+
+  unsigned workers() const { return static_cast<unsigned>(shards_.size()); }
+  Shard& shard(unsigned i) { return *shards_[i]; }
+  // The worker that owns a client identifier's session (and so its connection).
+  unsigned owner_of(std::string_view client_id) const;
+
+  Router& router() { return router_; }
+  RetainedStore& retained() { return retained_; }
+  Stats& stats() { return stats_; }
+  const config::Config& config() const { return cfg_; }
+  const protocol::ServerLimits& limits() const { return limits_; }
+
+ private:
+  const config::Config& cfg_;
+  protocol::ServerLimits limits_;
+  Router router_;
+  RetainedStore retained_;
+  Stats stats_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+}  // namespace tern::broker

@@ -1,0 +1,26 @@
+#pragma once
+// Retained messages, one per topic. Shared by all workers behind a mutex; a lookup copies the
+// matching message references out and releases the lock before anything is sent.
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "protocol/message.hpp"
+
+namespace tern::broker {
+
+class RetainedStore {
+ public:
+  // Stores or replaces the retained message of its topic; an empty payload clears the topic and is
+  // never stored [MQTT-3.3.1-10], [MQTT-3.3.1-11].
+  void set(const protocol::MessagePtr& msg);
+  void match(std::string_view filter, std::vector<protocol::MessagePtr>& out) const;
+  std::size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, protocol::MessagePtr> by_topic_;
+};
+
+}  // namespace tern::broker

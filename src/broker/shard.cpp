@@ -1,0 +1,300 @@
+#include "broker/shard.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "core/log.hpp"
+
+namespace tern::broker {
+
+using protocol::CloseCause;
+using protocol::Delivery;
+using protocol::MessagePtr;
+using protocol::ServerConnection;
+
+Shard::Shard(Broker& broker, unsigned index) : broker_(broker), index_(index) {}
+Shard::~Shard() = default;
+
+void Shard::log(int level, const std::string& line) {
+  static constexpr unsigned kMap[] = {log::kDebug, log::kNotice, log::kWarning, log::kError};
+  log::write(kMap[std::clamp(level, 0, 3)], line);
+}
+
+std::string Shard::assign_client_id(const std::string& prefix) {
+  // Pick an identifier that this worker owns, so the session can be resumed here later.
+  for (;;) {
+    std::string id = protocol::generate_client_id(prefix);
+    if (broker_.owner_of(id) == index_) return id;
+  }
+}
+
+void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
+  const auto& cfg = broker_.config();
+  if (!cfg.effective_allow_anonymous()) {
+    // No password file support yet: with anonymous access off nobody can be authenticated.
+    broker_.stats().connections_refused.fetch_add(1, std::memory_order_relaxed);
+    c.refuse(Reason::kNotAuthorized);
+    return;
+  }
+  const std::string& id = c.client_id();
+  bool session_present = false;
+  Session* s = nullptr;
+  auto it = by_client_.find(id);
+  if (it != by_client_.end() && it->second->conn) {
+    // Takeover [MQTT-3.1.4-3]: close the existing connection (5.0: DISCONNECT 0x8E). Its session
+    // survives only if that connection asked for a persistent one.
+    log(1, fmt::format("Client {} already connected, closing old connection.", id));
+    ServerConnection* old = it->second->conn;
+    old->disconnect(Reason::kSessionTakenOver, CloseCause::kTakenOver);
+    if (io_) io_->output_ready(*old);
+    it = by_client_.find(id);
+  }
+  if (it != by_client_.end()) {
+    s = it->second.get();
+    if (c.clean_start()) {
+      end_session(*s);  // [MQTT-3.1.2-4] clean start discards the old session
+      s = nullptr;
+    } else {
+      session_present = true;  // [MQTT-3.2.2-2]
+    }
+  }
+  if (!s) {
+    auto fresh = std::make_unique<Session>();
+    fresh->local_id = next_local_id_++;
+    fresh->key = (SessionKey{index_} << 48) | fresh->local_id;
+    fresh->client_id = id;
+    s = fresh.get();
+    by_id_[s->local_id] = s;
+    by_client_[id] = std::move(fresh);
+  }
+  s->conn = &c;
+  c.user = s;
+  broker_.stats().clients_connected.fetch_add(1, std::memory_order_relaxed);
+  broker_.stats().clients_total.fetch_add(1, std::memory_order_relaxed);
+  codec::Properties props;
+  if (connect.props.assigned_client_id) props.assigned_client_id = connect.props.assigned_client_id;
+  if (connect.props.server_keep_alive) props.server_keep_alive = connect.props.server_keep_alive;
+  c.accept(&s->state, session_present, std::move(props));
+  if (io_) io_->output_ready(c);
+}
+
+Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
+  broker_.stats().messages_received.fetch_add(1, std::memory_order_relaxed);
+  if (m->retain) broker_.retained().set(m);  // [MQTT-3.3.1-5]
+  return route(m, c.client_id());
+}
+
+void Shard::publish_internal(const MessagePtr& m) {
+  if (m->retain) broker_.retained().set(m);
+  route(m, {});
+}
+
+Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
+  targets_.clear();
+  broker_.router().match(m->topic, publisher, targets_);
+  if (targets_.empty()) return Reason::kNoMatchingSubscribers;
+  // One copy per session at the highest granted QoS, with every subscription identifier
+  // [MQTT-3.3.5-1]. Sort so that a session's subscriptions are adjacent.
+  if (targets_.size() > 1) {
+    std::sort(targets_.begin(), targets_.end(), [](const Target& a, const Target& b) { return a.key < b.key; });
+  }
+  const bool upgrade = broker_.limits().upgrade_outgoing_qos;
+  for (std::size_t i = 0; i < targets_.size();) {
+    std::size_t j = i;
+    Delivery d;
+    d.msg = m;
+    std::uint8_t granted = 0;
+    bool rap = false;
+    for (; j < targets_.size() && targets_[j].key == targets_[i].key; ++j) {
+      const auto& o = targets_[j].opts;
+      granted = std::max(granted, o.qos);
+      rap = rap || o.retain_as_published;
+      if (o.subscription_id) d.sub_ids.push_back(o.subscription_id);
+    }
+    // Delivered QoS is the minimum of published and granted QoS [MQTT-3.8.4-8], unless
+    // upgrade_outgoing_qos asks for the granted one.
+    d.qos = upgrade ? granted : std::min(granted, m->qos);
+    // Forwarded messages carry RETAIN=0 [MQTT-3.3.1-9] unless Retain As Published [MQTT-3.3.1-13].
+    d.retain = rap && m->retain;
+    SessionKey key = targets_[i].key;
+    unsigned w = worker_of(key);
+    if (w == index_) {
+      auto it = by_id_.find(key & 0xFFFFFFFFFFFFull);
+      if (it != by_id_.end()) deliver_local(*it->second, std::move(d));
+    } else {
+      if (outbox_.empty()) outbox_.resize(broker_.workers());
+      outbox_[w].push_back(InboxItem{key & 0xFFFFFFFFFFFFull, std::move(d)});
+    }
+    i = j;
+  }
+  return Reason::kSuccess;
+}
+
+void Shard::deliver_local(Session& s, Delivery d) {
+  if (s.conn && s.conn->state() == ServerConnection::State::kConnected) {
+    auto before_q0 = s.conn->dropped_qos0();
+    auto before_q = s.conn->dropped_queue();
+    s.conn->deliver(std::move(d));
+    if (s.conn->dropped_qos0() != before_q0) broker_.stats().dropped_qos0.fetch_add(1, std::memory_order_relaxed);
+    if (s.conn->dropped_queue() != before_q) broker_.stats().dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+    broker_.stats().messages_sent.fetch_add(1, std::memory_order_relaxed);
+    if (io_) io_->output_ready(*s.conn);
+    return;
+  }
+  if (!s.persistent) return;
+  if (d.qos == 0 && !broker_.limits().queue_qos0) return;  // queue_qos0_messages false
+  if (!protocol::queue_offline(s.state, std::move(d), broker_.limits())) {
+    broker_.stats().dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+    // Rate-limited: the first drop and then every 1000th.
+    if (s.drops_logged++ % 1000 == 0) {
+      log(2, fmt::format("Outgoing messages are being dropped for client {}.", s.client_id));
+    }
+  }
+}
+
+void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::vector<std::uint8_t>& codes) {
+  auto* s = static_cast<Session*>(c.user);
+  send_retained_.assign(sub.topics.size(), 0);
+  for (std::size_t i = 0; i < sub.topics.size(); ++i) {
+    if (codes[i] >= 0x80) continue;
+    const auto& t = sub.topics[i];
+    SubOptions o{t.qos, t.no_local, t.retain_as_published,
+                 sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
+    bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o);
+    s->subs[t.filter] = o;
+    // Retain handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11].
+    send_retained_[i] = t.retain_handling == 0 || (t.retain_handling == 1 && fresh);
+  }
+}
+
+void Shard::on_subscribed(ServerConnection& c, const codec::Subscribe& sub, const std::vector<std::uint8_t>& codes) {
+  std::vector<MessagePtr> found;
+  for (std::size_t i = 0; i < sub.topics.size(); ++i) {
+    if (codes[i] >= 0x80 || !send_retained_[i]) continue;
+    found.clear();
+    broker_.retained().match(sub.topics[i].filter, found);
+    for (auto& m : found) {
+      Delivery d;
+      d.msg = m;
+      d.qos = std::min(m->qos, codes[i]);
+      d.retain = true;  // retained messages sent on subscribe have RETAIN=1 [MQTT-3.3.1-8]
+      if (!sub.props.subscription_ids.empty()) d.sub_ids.push_back(sub.props.subscription_ids[0]);
+      c.deliver(std::move(d));
+    }
+  }
+  if (io_) io_->output_ready(c);
+}
+
+void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std::vector<std::uint8_t>& codes) {
+  auto* s = static_cast<Session*>(c.user);
+  for (std::size_t i = 0; i < u.filters.size(); ++i) {
+    bool existed = broker_.router().unsubscribe(u.filters[i], s->key);
+    s->subs.erase(u.filters[i]);
+    codes[i] = existed ? 0x00 : to_byte(Reason::kNoSubscriptionExisted);
+  }
+}
+
+void Shard::publish_will(ServerConnection& c) {
+  const auto& w = c.will();
+  if (!w) return;
+  auto m = std::make_shared<protocol::Message>();
+  m->topic = w->topic;
+  m->payload = w->payload;
+  m->qos = w->qos;
+  m->retain = w->retain;
+  m->props = w->props;
+  m->props.will_delay.reset();
+  m->origin = c.client_id();
+  m->created = protocol::Clock::now();
+  c.clear_will();
+  log(1, fmt::format("Sending will of client {} to {}.", c.client_id(), m->topic));
+  if (m->retain) broker_.retained().set(m);
+  route(m, c.client_id());
+}
+
+void Shard::on_closed(ServerConnection& c, CloseCause cause) {
+  if (cause == CloseCause::kServerShutdown) c.clear_will();  // as Mosquitto: no wills on a graceful stop
+  auto* s = static_cast<Session*>(c.user);
+  if (s == nullptr) {
+    if (io_) io_->output_ready(c);
+    return;
+  }
+  c.user = nullptr;
+  broker_.stats().clients_connected.fetch_sub(1, std::memory_order_relaxed);
+  // The will goes out on any close but a normal DISCONNECT (the protocol already dropped it then)
+  // [MQTT-3.1.2-8]; Mosquitto also sends it on takeover, and so does Tern.
+  publish_will(c);
+  if (s->conn == &c) {
+    s->conn = nullptr;
+    c.detach_session();
+    const bool v5 = c.version() == codec::Version::kV5;
+    s->persistent = v5 ? c.session_expiry() > 0 : !c.clean_start();
+    s->expiry_s = v5 ? c.session_expiry() : broker_.config().persistent_client_expiration;
+    if (!v5 && s->expiry_s == 0) s->expiry_s = 0xFFFFFFFF;
+    s->offline_since = protocol::Clock::now();
+    if (!s->persistent) end_session(*s);  // [MQTT-3.1.2-6] clean session ends with the connection
+  }
+  if (io_) io_->output_ready(c);
+}
+
+void Shard::end_session(Session& s) {
+  for (const auto& [filter, opts] : s.subs) broker_.router().unsubscribe(filter, s.key);
+  if (s.conn) {
+    s.conn->user = nullptr;
+    s.conn->detach_session();
+  }
+  by_id_.erase(s.local_id);
+  by_client_.erase(s.client_id);  // destroys s
+}
+
+void Shard::enqueue(std::vector<InboxItem>& items) {
+  bool wake;
+  {
+    std::lock_guard lock(inbox_mu_);
+    wake = inbox_.empty();
+    if (inbox_.empty()) {
+      inbox_.swap(items);
+    } else {
+      for (auto& i : items) inbox_.push_back(std::move(i));
+    }
+  }
+  items.clear();
+  if (wake && io_) io_->wake();
+}
+
+void Shard::drain_inbox() {
+  {
+    std::lock_guard lock(inbox_mu_);
+    draining_.swap(inbox_);
+  }
+  for (auto& item : draining_) {
+    auto it = by_id_.find(item.session);
+    if (it != by_id_.end()) deliver_local(*it->second, std::move(item.delivery));
+  }
+  draining_.clear();
+}
+
+void Shard::flush_outboxes() {
+  for (unsigned w = 0; w < outbox_.size(); ++w) {
+    auto& box = outbox_[w];
+    if (box.empty()) continue;
+    broker_.stats().cross_worker_batches.fetch_add(1, std::memory_order_relaxed);
+    broker_.stats().cross_worker_deliveries.fetch_add(box.size(), std::memory_order_relaxed);
+    broker_.shard(w).enqueue(box);
+  }
+}
+
+void Shard::tick(protocol::TimePoint now) {
+  std::vector<Session*> expired;
+  for (auto& [id, s] : by_client_) {
+    if (s->conn || !s->persistent || s->expiry_s == 0xFFFFFFFF) continue;
+    if (now - s->offline_since >= std::chrono::seconds(s->expiry_s)) expired.push_back(s.get());
+  }
+  for (Session* s : expired) {
+    log(1, fmt::format("Expiring client {} after {} s offline.", s->client_id, s->expiry_s));
+    end_session(*s);
+  }
+}
+
+}  // namespace tern::broker

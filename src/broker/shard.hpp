@@ -1,0 +1,85 @@
+#pragma once
+// One worker's part of the broker: the sessions and connections this worker owns. Every method runs
+// on the owner worker thread except enqueue(), which any thread may call to hand over deliveries.
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "broker/broker.hpp"
+
+namespace tern::broker {
+
+struct Session {
+  std::uint64_t local_id = 0;
+  SessionKey key = 0;
+  std::string client_id;
+  protocol::SessionState state;
+  std::unordered_map<std::string, SubOptions> subs;
+  protocol::ServerConnection* conn = nullptr;
+  bool persistent = false;
+  std::uint32_t expiry_s = 0;  // 0xFFFFFFFF = never
+  protocol::TimePoint offline_since{};
+  std::uint64_t drops_logged = 0;
+};
+
+// A delivery handed from one worker to another.
+struct InboxItem {
+  std::uint64_t session;  // local id on the destination worker
+  protocol::Delivery delivery;
+};
+
+class Shard : public protocol::ConnectionHandler {
+ public:
+  Shard(Broker& broker, unsigned index);
+  ~Shard() override;
+  void set_io(WorkerIo* io) { io_ = io; }
+  unsigned index() const { return index_; }
+
+  // protocol::ConnectionHandler
+  void on_connect(protocol::ServerConnection& c, codec::Connect& connect) override;
+  Reason on_publish(protocol::ServerConnection& c, const protocol::MessagePtr& m) override;
+  void on_subscribe(protocol::ServerConnection& c, const codec::Subscribe& s,
+                    std::vector<std::uint8_t>& codes) override;
+  void on_subscribed(protocol::ServerConnection& c, const codec::Subscribe& s,
+                     const std::vector<std::uint8_t>& codes) override;
+  void on_unsubscribe(protocol::ServerConnection& c, const codec::Unsubscribe& u,
+                      std::vector<std::uint8_t>& codes) override;
+  void on_closed(protocol::ServerConnection& c, protocol::CloseCause cause) override;
+  std::string assign_client_id(const std::string& prefix) override;
+  void log(int level, const std::string& line) override;
+
+  // Routes a message published by the broker itself ($SYS).
+  void publish_internal(const protocol::MessagePtr& m);
+  // Any thread: append deliveries for sessions of this worker.
+  void enqueue(std::vector<InboxItem>& items);
+  // Owner thread: deliver what other workers handed over.
+  void drain_inbox();
+  // Owner thread: hand collected cross-worker deliveries to their workers (one batch each).
+  void flush_outboxes();
+  // Owner thread, about once a second: session expiry.
+  void tick(protocol::TimePoint now);
+  std::size_t session_count() const { return by_client_.size(); }
+
+ private:
+  Reason route(const protocol::MessagePtr& m, const std::string& publisher);
+  void deliver_local(Session& s, protocol::Delivery d);
+  void end_session(Session& s);
+  void publish_will(protocol::ServerConnection& c);
+
+  Broker& broker_;
+  unsigned index_;
+  WorkerIo* io_ = nullptr;
+  std::uint64_t next_local_id_ = 1;
+  std::unordered_map<std::string, std::unique_ptr<Session>> by_client_;
+  std::unordered_map<std::uint64_t, Session*> by_id_;
+  std::vector<std::vector<InboxItem>> outbox_;  // per destination worker
+  std::vector<std::uint8_t> send_retained_;     // between on_subscribe and on_subscribed
+  std::vector<Target> targets_;                 // scratch
+  std::mutex inbox_mu_;
+  std::vector<InboxItem> inbox_;
+  std::vector<InboxItem> draining_;
+};
+
+}  // namespace tern::broker

@@ -1,0 +1,295 @@
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace tern::config {
+
+namespace {
+
+struct Ctx {
+  const std::string& file;
+  int line;
+  const std::string& key;
+  [[noreturn]] void fail(const std::string& why) const {
+    throw ConfigError(file + ":" + std::to_string(line) + ": " + key + ": " + why);
+  }
+  std::string where() const { return file + ":" + std::to_string(line) + ": " + key; }
+};
+
+std::vector<std::string> split_ws(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  std::string w;
+  while (in >> w) out.push_back(w);
+  return out;
+}
+
+bool parse_bool(const Ctx& c, const std::vector<std::string>& a) {
+  if (a.size() != 2) c.fail("expects true or false");
+  if (a[1] == "true") return true;
+  if (a[1] == "false") return false;
+  c.fail("expects true or false, got '" + a[1] + "'");
+}
+
+std::uint64_t parse_uint(const Ctx& c, const std::vector<std::string>& a, std::uint64_t max) {
+  if (a.size() != 2) c.fail("expects one number");
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(a[1].data(), a[1].data() + a[1].size(), v);
+  if (ec != std::errc() || p != a[1].data() + a[1].size()) c.fail("not a number: '" + a[1] + "'");
+  if (v > max) c.fail("value " + a[1] + " is larger than " + std::to_string(max));
+  return v;
+}
+
+// Mosquitto keys Tern does not implement yet. Ignoring them would weaken security or durability, so
+// they stop the broker with an error; the others only warn.
+const std::set<std::string>& refused_keys() {
+  static const std::set<std::string> k = {
+      "password_file", "acl_file", "psk_file", "certfile", "keyfile", "cafile", "capath",
+      "require_certificate", "use_identity_as_username", "use_subject_as_username", "crlfile",
+      "plugin", "auth_plugin", "tls_version", "ciphers", "ciphers_tls1.3", "dhparamfile",
+      "psk_hint", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1", "mount_point",
+      "clientid_prefixes", "use_username_as_clientid", "per_listener_settings", "bind_interface",
+      "http_dir", "maximum_qos"};
+  return k;
+}
+
+const std::set<std::string>& warned_keys() {
+  static const std::set<std::string> k = {
+      "autosave_interval", "autosave_on_changes", "persistence_file", "persistence_location",
+      "allow_duplicate_messages", "check_retain_source", "memory_limit", "max_inflight_bytes",
+      "log_facility", "websockets_log_level", "websockets_headers_size", "auth_plugin_deny_special_chars",
+      "sys_interval_ignored", "retry_interval", "store_clean_interval"};
+  return k;
+}
+
+bool is_bridge_key(const std::string& k) {
+  static const std::set<std::string> b = {
+      "connection", "address", "addresses", "cleansession", "keepalive_interval", "local_clientid",
+      "local_password", "local_username", "notifications", "notifications_local_only",
+      "notification_topic", "remote_clientid", "remote_password", "remote_username",
+      "restart_timeout", "round_robin", "start_type", "threshold", "topic", "try_private",
+      "idle_timeout"};
+  return b.count(k) || k.rfind("bridge_", 0) == 0;
+}
+
+void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const std::string& base_dir);
+
+void load_lines(std::istream& in, const std::string& name, Config& cfg) {
+  std::string line;
+  int n = 0;
+  std::string base_dir = std::filesystem::path(name).parent_path().string();
+  while (std::getline(in, line)) {
+    ++n;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#') continue;
+    auto a = split_ws(line);
+    Ctx c{name, n, a[0]};
+    // log_dest and similar keep the rest of the line verbatim.
+    apply(cfg, a, c, base_dir);
+  }
+}
+
+void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const std::string&) {
+  const std::string& k = a[0];
+  auto cur_listener = [&]() -> Listener& {
+    if (cfg.listeners.empty()) c.fail("must follow a listener line");
+    return cfg.listeners.back();
+  };
+  if (k == "listener") {
+    if (a.size() < 2 || a.size() > 3) c.fail("expects a port and an optional bind address");
+    Listener l;
+    l.port = static_cast<std::uint16_t>(parse_uint(c, {a[0], a[1]}, 65535));
+    if (a.size() == 3) l.bind_address = a[2];
+    cfg.listeners.push_back(l);
+    cfg.listeners_configured = true;
+  } else if (k == "port") {
+    // Deprecated in Mosquitto: sets the default listener's port.
+    Listener l;
+    l.port = static_cast<std::uint16_t>(parse_uint(c, a, 65535));
+    cfg.listeners.insert(cfg.listeners.begin(), l);
+    cfg.listeners_configured = true;
+  } else if (k == "bind_address") {
+    if (a.size() != 2) c.fail("expects an address");
+    cur_listener().bind_address = a[1];
+  } else if (k == "protocol") {
+    if (a.size() != 2 || (a[1] != "mqtt" && a[1] != "websockets")) c.fail("expects mqtt or websockets");
+    if (a[1] == "websockets") c.fail("websockets listeners are not supported yet");
+    cur_listener().protocol = a[1];
+  } else if (k == "socket_domain") {
+    if (a.size() != 2 || (a[1] != "ipv4" && a[1] != "ipv6")) c.fail("expects ipv4 or ipv6");
+    cur_listener().socket_domain = a[1];
+  } else if (k == "max_connections") {
+    if (a.size() != 2) c.fail("expects a number");
+    long v = std::stol(a[1]);
+    std::size_t n = v < 0 ? 0 : static_cast<std::size_t>(v);
+    if (cfg.listeners.empty()) {
+      cfg.listeners.push_back(Listener{});  // applies to the default listener
+    }
+    cfg.listeners.back().max_connections = n;
+  } else if (k == "allow_anonymous") {
+    cfg.allow_anonymous = parse_bool(c, a);
+  } else if (k == "allow_zero_length_clientid") {
+    cfg.allow_zero_length_clientid = parse_bool(c, a);
+  } else if (k == "auto_id_prefix") {
+    if (a.size() != 2) c.fail("expects a prefix");
+    cfg.auto_id_prefix = a[1];
+  } else if (k == "v31_client_id_max_length") {
+    cfg.v31_client_id_max = parse_uint(c, a, 65535);
+  } else if (k == "max_keepalive") {
+    cfg.max_keepalive = static_cast<std::uint16_t>(parse_uint(c, a, 65535));
+  } else if (k == "max_inflight_messages") {
+    cfg.max_inflight_messages = static_cast<std::uint16_t>(parse_uint(c, a, 65535));
+  } else if (k == "max_queued_messages") {
+    cfg.max_queued_messages = parse_uint(c, a, UINT32_MAX);
+  } else if (k == "max_queued_bytes") {
+    cfg.max_queued_bytes = parse_uint(c, a, UINT64_MAX);
+  } else if (k == "message_size_limit") {
+    cfg.message_size_limit = static_cast<std::uint32_t>(parse_uint(c, a, 268435455));
+  } else if (k == "max_packet_size") {
+    cfg.max_packet_size = static_cast<std::uint32_t>(parse_uint(c, a, 268435460));
+    if (cfg.max_packet_size != 0 && cfg.max_packet_size < 20) c.fail("must be at least 20");
+    if (cfg.max_packet_size == 0) cfg.max_packet_size = 268435460;
+  } else if (k == "max_topic_alias") {
+    cfg.max_topic_alias = static_cast<std::uint16_t>(parse_uint(c, a, 65535));
+  } else if (k == "receive_maximum") {
+    cfg.receive_maximum = static_cast<std::uint16_t>(parse_uint(c, a, 65535));
+    if (cfg.receive_maximum == 0) c.fail("must be at least 1");
+  } else if (k == "persistent_client_expiration") {
+    if (a.size() != 2) c.fail("expects a duration such as 14d");
+    const std::string& v = a[1];
+    std::uint64_t mult = 1;
+    std::string num = v;
+    switch (v.back()) {
+      case 'h': mult = 3600; num.pop_back(); break;
+      case 'd': mult = 86400; num.pop_back(); break;
+      case 'w': mult = 7 * 86400; num.pop_back(); break;
+      case 'm': mult = 30 * 86400; num.pop_back(); break;
+      case 'y': mult = 365 * 86400; num.pop_back(); break;
+      default: c.fail("expects a duration with a unit h, d, w, m or y");
+    }
+    cfg.persistent_client_expiration =
+        static_cast<std::uint32_t>(parse_uint(c, {k, num}, UINT32_MAX / mult) * mult);
+  } else if (k == "queue_qos0_messages") {
+    cfg.queue_qos0_messages = parse_bool(c, a);
+  } else if (k == "upgrade_outgoing_qos") {
+    cfg.upgrade_outgoing_qos = parse_bool(c, a);
+  } else if (k == "retain_available") {
+    cfg.retain_available = parse_bool(c, a);
+    if (!cfg.retain_available) c.fail("retain_available false is not supported yet");
+  } else if (k == "set_tcp_nodelay") {
+    cfg.set_tcp_nodelay = parse_bool(c, a);
+  } else if (k == "connection_messages") {
+    cfg.connection_messages = parse_bool(c, a);
+  } else if (k == "log_type") {
+    if (a.size() != 2) c.fail("expects one type");
+    static const std::pair<const char*, unsigned> kTypes[] = {
+        {"error", kLogError}, {"warning", kLogWarning}, {"notice", kLogNotice},
+        {"information", kLogInformation}, {"debug", kLogDebug}, {"subscribe", kLogSubscribe},
+        {"unsubscribe", kLogUnsubscribe}, {"websockets", kLogWebsockets}, {"all", kLogAll},
+        {"none", 0}};
+    if (!cfg.log_types_set) cfg.log_types = 0;
+    cfg.log_types_set = true;
+    bool found = false;
+    for (auto& [name, bits] : kTypes) {
+      if (a[1] == name) {
+        cfg.log_types |= bits;
+        found = true;
+      }
+    }
+    if (!found) c.fail("unknown log type '" + a[1] + "'");
+  } else if (k == "log_dest") {
+    if (a.size() < 2) c.fail("expects a destination");
+    if (a[1] == "stderr" || a[1] == "stdout" || a[1] == "none") {
+      cfg.log_dest.push_back(a[1]);
+    } else if (a[1] == "file") {
+      if (a.size() != 3) c.fail("expects a file name");
+      cfg.log_dest.push_back("file " + a[2]);
+    } else if (a[1] == "syslog" || a[1] == "topic" || a[1] == "dlt") {
+      cfg.warnings.push_back(c.where() + ": log_dest " + a[1] + " is not supported yet; ignored");
+    } else {
+      c.fail("unknown destination '" + a[1] + "'");
+    }
+  } else if (k == "log_timestamp") {
+    cfg.log_timestamp = parse_bool(c, a);
+  } else if (k == "log_timestamp_format") {
+    if (a.size() < 2) c.fail("expects a strftime format");
+    std::string f = a[1];
+    for (std::size_t i = 2; i < a.size(); ++i) f += " " + a[i];
+    cfg.log_timestamp_format = f;
+  } else if (k == "pid_file") {
+    if (a.size() != 2) c.fail("expects a path");
+    cfg.pid_file = a[1];
+  } else if (k == "user") {
+    if (a.size() != 2) c.fail("expects a user name");
+    cfg.user = a[1];
+    cfg.user_set = true;
+  } else if (k == "workers") {
+    cfg.workers = static_cast<unsigned>(parse_uint(c, a, 1024));
+  } else if (k == "connect_timeout") {
+    cfg.connect_timeout = static_cast<unsigned>(parse_uint(c, a, 3600));
+    if (cfg.connect_timeout == 0) c.fail("must be at least 1");
+  } else if (k == "sys_interval") {
+    cfg.sys_interval = static_cast<unsigned>(parse_uint(c, a, 65535));
+  } else if (k == "max_outbound_bytes") {
+    cfg.max_outbound_bytes = parse_uint(c, a, UINT32_MAX);
+  } else if (k == "persistence") {
+    if (parse_bool(c, a)) {
+      c.fail("persistence true is not supported yet: Tern would not keep sessions and retained "
+             "messages across a restart. Remove the line or set persistence false.");
+    }
+  } else if (k == "include_dir") {
+    if (a.size() != 2) c.fail("expects a directory");
+    std::vector<std::filesystem::path> files;
+    std::error_code ec;
+    for (auto& e : std::filesystem::directory_iterator(a[1], ec)) {
+      if (e.is_regular_file() && e.path().extension() == ".conf") files.push_back(e.path());
+    }
+    if (ec) c.fail("cannot read directory: " + ec.message());
+    std::sort(files.begin(), files.end());  // Mosquitto loads them in alphabetical order
+    for (auto& f : files) load_file(f.string(), cfg);
+  } else if (refused_keys().count(k)) {
+    c.fail("this Mosquitto option is not supported yet, and ignoring it would weaken security; "
+           "the broker does not start");
+  } else if (warned_keys().count(k) || k.rfind("plugin_opt_", 0) == 0 || k.rfind("auth_opt_", 0) == 0) {
+    cfg.warnings.push_back(c.where() + ": not supported yet; ignored");
+  } else if (is_bridge_key(k)) {
+    c.fail("bridges are not supported yet");
+  } else {
+    c.fail("unknown configuration key");
+  }
+}
+
+}  // namespace
+
+void load_file(const std::string& path, Config& cfg) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open configuration file");
+  load_lines(in, path, cfg);
+}
+
+void load_string(const std::string& text, const std::string& name, Config& cfg) {
+  std::istringstream in(text);
+  load_lines(in, name, cfg);
+}
+
+void finalize(Config& cfg) {
+  if (cfg.listeners.empty()) {
+    // Mosquitto 2.0: without a listener, listen on loopback only.
+    Listener l;
+    l.port = 1883;
+    l.bind_address = "127.0.0.1";
+    cfg.listeners.push_back(l);
+    Listener l6 = l;
+    l6.bind_address = "::1";
+    cfg.listeners.push_back(l6);
+  }
+  if (cfg.log_dest.empty()) cfg.log_dest.push_back("stderr");
+}
+
+}  // namespace tern::config

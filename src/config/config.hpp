@@ -1,0 +1,89 @@
+#pragma once
+// Broker configuration in Mosquitto's file format: same keys, same meanings (mosquitto.conf(5) of
+// Mosquitto 2.0.11). Loaded once at startup on the main thread; read-only afterwards.
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace tern::config {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Listener {
+  std::uint16_t port = 1883;
+  std::string bind_address;  // empty = all addresses
+  std::string protocol = "mqtt";
+  std::string socket_domain;  // "", "ipv4", "ipv6"
+  std::size_t max_connections = 0;  // 0 = limit from the open-file limit
+};
+
+// Log categories of Mosquitto's log_type.
+enum LogType : unsigned {
+  kLogError = 1,
+  kLogWarning = 2,
+  kLogNotice = 4,
+  kLogInformation = 8,
+  kLogDebug = 16,
+  kLogSubscribe = 32,
+  kLogUnsubscribe = 64,
+  kLogWebsockets = 128,
+  kLogAll = 0xFF,
+};
+
+struct Config {
+  std::vector<Listener> listeners;
+  bool listeners_configured = false;  // a listener/port key appeared
+  std::optional<bool> allow_anonymous;  // unset: Mosquitto 2.0 rule, see effective_allow_anonymous
+  bool allow_zero_length_clientid = true;
+  std::string auto_id_prefix = "auto-";
+  std::size_t v31_client_id_max = 23;
+  std::uint16_t max_keepalive = 65535;
+  std::uint16_t max_inflight_messages = 20;
+  std::size_t max_queued_messages = 1000;
+  std::size_t max_queued_bytes = 0;
+  std::uint32_t message_size_limit = 0;
+  std::uint32_t max_packet_size = 16u * 1024 * 1024;
+  std::uint16_t max_topic_alias = 10;
+  std::uint16_t receive_maximum = 65535;
+  std::uint32_t persistent_client_expiration = 0;  // seconds, 0 = never
+  bool queue_qos0_messages = false;
+  bool upgrade_outgoing_qos = false;
+  bool retain_available = true;
+  bool set_tcp_nodelay = true;
+  bool connection_messages = true;
+  unsigned log_types = kLogError | kLogWarning | kLogNotice | kLogInformation;
+  bool log_types_set = false;
+  std::vector<std::string> log_dest;  // "stderr", "stdout", "file PATH", "none"
+  bool log_timestamp = true;
+  std::string log_timestamp_format;  // strftime format; empty = seconds since the epoch
+  std::string pid_file;
+  std::string user = "mosquitto";
+  bool user_set = false;
+  unsigned workers = 0;  // 0 = one per core
+  unsigned connect_timeout = 10;  // seconds
+  unsigned sys_interval = 10;
+  std::size_t max_outbound_bytes = 4u * 1024 * 1024;
+  std::vector<std::string> warnings;  // one line each, printed at startup
+
+  // Mosquitto 2.0: with no listener configured, only loopback with anonymous access; with a listener
+  // configured, anonymous access is off unless allow_anonymous says otherwise.
+  bool effective_allow_anonymous() const {
+    if (allow_anonymous) return *allow_anonymous;
+    return !listeners_configured;
+  }
+};
+
+// Parses one configuration file (and the files of include_dir). Throws ConfigError naming the file,
+// the line and the key for unknown keys, bad values and Mosquitto features Tern refuses to ignore.
+void load_file(const std::string& path, Config& cfg);
+// Parses configuration text; `name` is used in error messages.
+void load_string(const std::string& text, const std::string& name, Config& cfg);
+
+// Applies Mosquitto 2.0's default listener when none is configured (port 1883 on loopback).
+void finalize(Config& cfg);
+
+}  // namespace tern::config

@@ -1,0 +1,477 @@
+#include "net/server.hpp"
+
+#include <fmt/format.h>
+#include <grp.h>
+#include <pwd.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <utility>
+
+#include <boost/asio.hpp>
+#include <future>
+#include <thread>
+#include <unordered_map>
+
+#include "broker/shard.hpp"
+#include "core/log.hpp"
+
+namespace tern::net {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using protocol::Clock;
+using protocol::ServerConnection;
+
+namespace {
+
+constexpr std::size_t kReadBuffer = 64 * 1024;
+
+struct Worker;
+
+// One client socket and its protocol state; owned by one worker.
+struct Conn : std::enable_shared_from_this<Conn> {
+  Conn(Worker& w, tcp::socket s, ServerConnection::State, std::string peer);
+  Worker& worker;
+  tcp::socket sock;
+  ServerConnection proto;
+  protocol::OutBuffer writing;
+  std::vector<asio::const_buffer> iov;
+  bool write_active = false;
+  bool dirty = false;
+  bool finished = false;
+};
+
+struct Worker final : broker::WorkerIo {
+  Worker(broker::Broker& b, unsigned index)
+      : broker(b), shard(b.shard(index)), ticker(io), rbuf(kReadBuffer) {
+    shard.set_io(this);
+  }
+
+  void wake() override {
+    asio::post(io, [this] {
+      shard.drain_inbox();
+      after_event();
+    });
+  }
+
+  void output_ready(ServerConnection& c) override {
+    auto* conn = static_cast<Conn*>(c.transport);
+    if (conn && !conn->dirty) {
+      conn->dirty = true;
+      dirty.push_back(conn);
+    }
+  }
+
+  void start() {
+    arm_ticker();
+    thread = std::thread([this] { io.run(); });
+  }
+
+  void arm_ticker() {
+    ticker.expires_after(std::chrono::seconds(1));
+    ticker.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      auto now = Clock::now();
+      for (auto& [p, c] : conns) c->proto.on_tick(now);
+      shard.tick(now);
+      after_event();
+      arm_ticker();
+    });
+  }
+
+  // Runs after every batch of work: hand cross-worker deliveries over, then write what is pending.
+  void after_event() {
+    shard.flush_outboxes();
+    while (!dirty.empty()) {
+      std::vector<Conn*> batch;
+      batch.swap(dirty);
+      for (Conn* c : batch) {
+        c->dirty = false;
+        flush(*c);
+      }
+    }
+  }
+
+  void adopt(int fd, bool v6, std::string peer, std::string initial) {
+    tcp::socket s(io);
+    boost::system::error_code ec;
+    s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+      ::close(fd);
+      return;
+    }
+    s.non_blocking(true, ec);
+    if (broker.config().set_tcp_nodelay) s.set_option(tcp::no_delay(true), ec);
+    auto c = std::make_shared<Conn>(*this, std::move(s), ServerConnection::State::kAwaitConnect, std::move(peer));
+    conns.emplace(c.get(), c);
+    if (!initial.empty()) {
+      c->proto.on_bytes(reinterpret_cast<const std::uint8_t*>(initial.data()), initial.size(), Clock::now());
+      broker.stats().bytes_received.fetch_add(initial.size(), std::memory_order_relaxed);
+    }
+    output_ready(c->proto);
+    after_event();
+    if (!c->proto.closed()) start_read(c);
+  }
+
+  void start_read(const std::shared_ptr<Conn>& c) {
+    c->sock.async_wait(tcp::socket::wait_read, [this, c](boost::system::error_code ec) {
+      if (c->finished) return;
+      if (ec) {
+        c->proto.on_transport_closed();
+        output_ready(c->proto);
+        after_event();
+        return;
+      }
+      on_readable(c);
+    });
+  }
+
+  void on_readable(const std::shared_ptr<Conn>& c) {
+    auto now = Clock::now();
+    // Read into the worker's buffer; the connection keeps only an unfinished packet's bytes.
+    for (int i = 0; i < 8 && !c->proto.closed(); ++i) {
+      boost::system::error_code ec;
+      std::size_t n = c->sock.read_some(asio::buffer(rbuf), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec || n == 0) {
+        c->proto.on_transport_closed();
+        break;
+      }
+      broker.stats().bytes_received.fetch_add(n, std::memory_order_relaxed);
+      c->proto.on_bytes(rbuf.data(), n, now);
+      if (n < rbuf.size()) break;
+    }
+    output_ready(c->proto);
+    after_event();
+    if (!c->proto.closed() && !c->finished) start_read(c);
+  }
+
+  void flush(Conn& c) {
+    if (c.finished || c.write_active) return;
+    auto& out = c.proto.out();
+    if (out.empty()) {
+      if (c.proto.closed()) finish(c);
+      return;
+    }
+    std::swap(c.writing, out);
+    c.iov.clear();
+    std::size_t pos = 0;
+    for (auto& sp : c.writing.splices) {
+      if (sp.offset > pos) c.iov.emplace_back(c.writing.bytes.data() + pos, sp.offset - pos);
+      c.iov.emplace_back(sp.msg->payload.data(), sp.msg->payload.size());
+      pos = sp.offset;
+    }
+    if (c.writing.bytes.size() > pos) c.iov.emplace_back(c.writing.bytes.data() + pos, c.writing.bytes.size() - pos);
+    std::size_t total = c.writing.size();
+    boost::system::error_code ec;
+    std::size_t n = 0;
+    // Try to write at once: the socket buffer usually has room, and that saves a trip through the
+    // reactor. Asio writes at most 64 buffers per call, so loop while progress is made.
+    while (n < total) {
+      std::size_t w = c.sock.write_some(consumed(c.iov, n), ec);
+      if (ec) break;
+      n += w;
+    }
+    broker.stats().bytes_sent.fetch_add(n, std::memory_order_relaxed);
+    if (n == total) {
+      c.writing.clear();
+      if (!c.proto.out().empty() || c.proto.closed()) flush(c);
+      return;
+    }
+    if (ec != asio::error::would_block && ec != asio::error::try_again) {
+      c.writing.clear();
+      c.proto.on_transport_closed();
+      finish(c);
+      return;
+    }
+    c.write_active = true;
+    auto rest = consumed(c.iov, n);
+    asio::async_write(c.sock, rest, [this, self = c.shared_from_this(), total, n](boost::system::error_code ec2, std::size_t w) {
+      self->write_active = false;
+      self->writing.clear();
+      broker.stats().bytes_sent.fetch_add(w, std::memory_order_relaxed);
+      (void)total;
+      (void)n;
+      if (self->finished) return;
+      if (ec2) {
+        self->proto.on_transport_closed();
+        finish(*self);
+        after_event();
+        return;
+      }
+      flush(*self);
+      after_event();
+    });
+  }
+
+  // The buffers of `iov` without their first `skip` bytes.
+  static std::vector<asio::const_buffer> consumed(const std::vector<asio::const_buffer>& iov, std::size_t skip) {
+    std::vector<asio::const_buffer> out;
+    out.reserve(iov.size());
+    for (const auto& b : iov) {
+      if (skip >= b.size()) {
+        skip -= b.size();
+        continue;
+      }
+      out.push_back(b + skip);
+      skip = 0;
+    }
+    return out;
+  }
+
+  void finish(Conn& c) {
+    if (c.finished) return;
+    if (!c.proto.closed()) c.proto.on_transport_closed();
+    c.finished = true;
+    boost::system::error_code ec;
+    c.sock.shutdown(tcp::socket::shutdown_both, ec);
+    c.sock.close(ec);
+    c.proto.transport = nullptr;
+    broker.stats().bytes_sent.load(std::memory_order_relaxed);
+    live.fetch_sub(1, std::memory_order_relaxed);
+    conns.erase(&c);  // may destroy c
+  }
+
+  void shutdown_all() {
+    for (auto& [p, c] : conns) {
+      c->proto.disconnect(Reason::kServerShuttingDown, protocol::CloseCause::kServerShutdown);
+      output_ready(c->proto);
+    }
+    after_event();
+  }
+
+  broker::Broker& broker;
+  broker::Shard& shard;
+  asio::io_context io{1};
+  asio::steady_timer ticker;
+  std::thread thread;
+  std::vector<std::uint8_t> rbuf;
+  std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;
+  std::vector<Conn*> dirty;
+  std::atomic<long> live{0};
+};
+
+Conn::Conn(Worker& w, tcp::socket s, ServerConnection::State, std::string peer)
+    : worker(w), sock(std::move(s)), proto(w.shard, w.broker.limits(), std::move(peer), Clock::now()) {
+  proto.transport = this;
+}
+
+// A connection whose CONNECT is being read on the acceptor thread, to learn its client id and so
+// the worker that owns its session.
+struct Pending : std::enable_shared_from_this<Pending> {
+  Pending(asio::io_context& io, tcp::socket s) : sock(std::move(s)), timer(io) {}
+  tcp::socket sock;
+  asio::steady_timer timer;
+  std::string buf;
+  std::string peer;
+  bool v6 = false;
+  bool done = false;
+};
+
+std::string peer_string(const tcp::endpoint& ep) {
+  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+
+}  // namespace
+
+struct Server::Impl {
+  Impl(const config::Config& c, broker::Broker& b) : cfg(c), broker(b), signals(io) {}
+
+  const config::Config& cfg;
+  broker::Broker& broker;
+  asio::io_context io{1};
+  asio::signal_set signals;
+  std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::size_t max_connections = 0;
+  unsigned next_worker = 0;
+
+  void open(const config::Listener& l) {
+    std::vector<tcp::endpoint> eps;
+    if (l.bind_address.empty()) {
+      if (l.socket_domain != "ipv6") eps.emplace_back(tcp::v4(), l.port);
+      if (l.socket_domain != "ipv4") eps.emplace_back(tcp::v6(), l.port);
+    } else {
+      tcp::resolver r(io);
+      boost::system::error_code ec;
+      auto res = r.resolve(l.bind_address, std::to_string(l.port), tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+      if (ec) throw std::runtime_error(fmt::format("cannot resolve bind address {}: {}", l.bind_address, ec.message()));
+      for (auto& e : res) {
+        if (l.socket_domain == "ipv4" && !e.endpoint().address().is_v4()) continue;
+        if (l.socket_domain == "ipv6" && !e.endpoint().address().is_v6()) continue;
+        eps.push_back(e.endpoint());
+      }
+    }
+    std::uint16_t port = l.port;
+    for (auto ep : eps) {
+      if (port != 0) ep.port(port);
+      auto a = std::make_unique<tcp::acceptor>(io);
+      boost::system::error_code ec;
+      a->open(ep.protocol(), ec);
+      if (ec) continue;  // e.g. IPv6 disabled
+      a->set_option(tcp::acceptor::reuse_address(true), ec);
+      if (ep.address().is_v6()) a->set_option(asio::ip::v6_only(true), ec);
+      a->bind(ep, ec);
+      if (ec) {
+        if (ep.address().is_v6() && (ec == boost::system::errc::address_not_available)) continue;
+        throw std::runtime_error(fmt::format("cannot listen on {} port {}: {}", ep.address().to_string(), ep.port(), ec.message()));
+      }
+      a->listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) throw std::runtime_error(fmt::format("cannot listen on port {}: {}", ep.port(), ec.message()));
+      port = a->local_endpoint().port();
+      log::write(log::kNotice, fmt::format("Opening {} listen socket on port {}.",
+                                           ep.address().is_v6() ? "ipv6" : "ipv4", port));
+      accept_loop(*a, port);
+      acceptors.push_back(std::move(a));
+    }
+  }
+
+  void accept_loop(tcp::acceptor& a, std::uint16_t port) {
+    a.async_accept([this, &a, port](boost::system::error_code ec, tcp::socket s) {
+      if (ec == asio::error::operation_aborted) return;
+      if (!ec) on_accept(std::move(s), port);
+      accept_loop(a, port);
+    });
+  }
+
+  long live_connections() const {
+    long n = 0;
+    for (auto& w : workers) n += w->live.load(std::memory_order_relaxed);
+    return n;
+  }
+
+  void on_accept(tcp::socket s, std::uint16_t port) {
+    boost::system::error_code ec;
+    auto ep = s.remote_endpoint(ec);
+    if (ec) return;
+    if (max_connections != 0 && static_cast<std::size_t>(live_connections()) >= max_connections) {
+      log::write(log::kNotice, fmt::format("Client connection from {} denied: max_connections exceeded.", ep.address().to_string()));
+      return;
+    }
+    auto p = std::make_shared<Pending>(io, std::move(s));
+    p->peer = peer_string(ep);
+    p->v6 = ep.address().is_v6();
+    if (cfg.connection_messages) {
+      log::write(log::kNotice, fmt::format("New connection from {} on port {}.", p->peer, port));
+    }
+    p->timer.expires_after(std::chrono::seconds(cfg.connect_timeout));
+    p->timer.async_wait([p](boost::system::error_code e) {
+      if (e || p->done) return;
+      p->done = true;
+      log::write(log::kNotice, fmt::format("Client {} did not send CONNECT in time, disconnecting.", p->peer));
+      boost::system::error_code ignored;
+      p->sock.close(ignored);
+    });
+    read_connect(p);
+  }
+
+  void read_connect(const std::shared_ptr<Pending>& p) {
+    auto chunk = std::make_shared<std::array<char, 4096>>();
+    p->sock.async_read_some(asio::buffer(*chunk), [this, p, chunk](boost::system::error_code ec, std::size_t n) {
+      if (p->done) return;
+      if (ec) {
+        p->done = true;
+        p->timer.cancel();
+        log::write(log::kNotice, fmt::format("Client <unknown> closed its connection."));
+        return;
+      }
+      p->buf.append(chunk->data(), n);
+      codec::FrameHeader h;
+      codec::DecodeError err;
+      auto st = codec::parse_frame(reinterpret_cast<const std::uint8_t*>(p->buf.data()), p->buf.size(),
+                                   broker.limits().max_packet_size, h, err);
+      if (st == codec::FrameStatus::kIncomplete) {
+        read_connect(p);
+        return;
+      }
+      unsigned w = least_loaded();
+      if (st == codec::FrameStatus::kComplete && h.type() == codec::PacketType::kConnect) {
+        codec::Packet pkt;
+        auto e = codec::decode_packet(h, reinterpret_cast<const std::uint8_t*>(p->buf.data()) + h.header_size,
+                                      codec::Version::kV311, pkt);
+        const auto* c = std::get_if<codec::Connect>(&pkt);
+        if (!e && c && !c->client_id.empty()) w = broker.owner_of(c->client_id);
+      }
+      hand_over(p, w);
+    });
+  }
+
+  unsigned least_loaded() {
+    unsigned best = next_worker++ % workers.size();
+    for (unsigned i = 0; i < workers.size(); ++i) {
+      if (workers[i]->live.load(std::memory_order_relaxed) < workers[best]->live.load(std::memory_order_relaxed)) best = i;
+    }
+    return best;
+  }
+
+  void hand_over(const std::shared_ptr<Pending>& p, unsigned w) {
+    p->done = true;
+    p->timer.cancel();
+    boost::system::error_code ec;
+    int fd = p->sock.release(ec);
+    if (ec) return;
+    Worker* worker = workers[w].get();
+    worker->live.fetch_add(1, std::memory_order_relaxed);
+    asio::post(worker->io, [worker, fd, v6 = p->v6, peer = std::move(p->peer), buf = std::move(p->buf)]() mutable {
+      worker->adopt(fd, v6, std::move(peer), std::move(buf));
+    });
+  }
+};
+
+Server::Server(const config::Config& cfg, broker::Broker& broker) : impl_(std::make_unique<Impl>(cfg, broker)) {
+  for (unsigned i = 0; i < broker.workers(); ++i) impl_->workers.push_back(std::make_unique<Worker>(broker, i));
+}
+
+Server::~Server() = default;
+
+void Server::bind() {
+  for (const auto& l : impl_->cfg.listeners) impl_->open(l);
+  if (impl_->acceptors.empty()) throw std::runtime_error("no listener could be opened");
+  std::size_t limit = 0;
+  for (const auto& l : impl_->cfg.listeners) limit = std::max(limit, l.max_connections);
+  if (limit == 0) {
+    // Default: the open-file limit minus a reserve for listeners, logs and the store.
+    rlimit rl{};
+    getrlimit(RLIMIT_NOFILE, &rl);
+    limit = rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 16;
+  }
+  impl_->max_connections = limit;
+}
+
+int Server::run() {
+  auto& im = *impl_;
+  int stop_signal = 0;
+  im.signals.add(SIGINT);
+  im.signals.add(SIGTERM);
+  im.signals.async_wait([&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    stop_signal = sig;
+    for (auto& a : im.acceptors) {
+      boost::system::error_code ignored;
+      a->close(ignored);
+    }
+    im.io.stop();
+  });
+  for (auto& w : im.workers) w->start();
+  im.io.run();
+  log::write(log::kNotice, fmt::format("Tern broker stopping on signal {}.", stop_signal));
+  // Graceful stop: DISCONNECT 0x8B to 5.0 clients, flush, close.
+  for (auto& w : im.workers) {
+    std::promise<void> done;
+    auto f = done.get_future();
+    asio::post(w->io, [&w, &done] {
+      w->shutdown_all();
+      done.set_value();
+    });
+    f.wait_for(std::chrono::seconds(2));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (auto& w : im.workers) {
+    w->io.stop();
+    if (w->thread.joinable()) w->thread.join();
+  }
+  return 0;
+}
+
+}  // namespace tern::net

@@ -1,0 +1,649 @@
+#include "protocol/server_connection.hpp"
+
+#include <fmt/format.h>
+
+#include <random>
+
+#include "core/topic.hpp"
+#include "protocol/log_format.hpp"
+
+namespace tern::protocol {
+
+using codec::PacketType;
+using codec::Version;
+
+namespace {
+
+// Threshold under which a payload is copied into the connection's output buffer instead of being
+// referenced: a reference costs an iovec entry and an atomic increment, more than copying a few
+// hundred bytes. Large payloads are never copied per subscriber.
+constexpr std::size_t kSpliceThreshold = 512;
+
+int protocol_number(Version v) {
+  switch (v) {
+    case Version::kV31: return 1;
+    case Version::kV311: return 2;
+    case Version::kV5: return 5;
+  }
+  return 0;
+}
+
+void put_u16(std::string& out, std::uint16_t v) {
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v & 0xFF));
+}
+
+}  // namespace
+
+const char* close_cause_name(CloseCause c) {
+  switch (c) {
+    case CloseCause::kNone: return "none";
+    case CloseCause::kClientDisconnect: return "client disconnect";
+    case CloseCause::kProtocolError: return "protocol error";
+    case CloseCause::kKeepaliveTimeout: return "keepalive timeout";
+    case CloseCause::kConnectTimeout: return "connect timeout";
+    case CloseCause::kSocketError: return "socket error";
+    case CloseCause::kTakenOver: return "session taken over";
+    case CloseCause::kRefused: return "connection refused";
+    case CloseCause::kServerShutdown: return "server shutdown";
+    case CloseCause::kSlowConsumer: return "slow consumer";
+  }
+  return "unknown";
+}
+
+std::string generate_client_id(const std::string& prefix) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::uint64_t a = rng();
+  std::uint64_t b = rng();
+  return fmt::format("{}{:08X}-{:04X}-{:04X}-{:04X}-{:012X}", prefix, a >> 32, (a >> 16) & 0xFFFF,
+                     a & 0xFFFF, b >> 48, b & 0xFFFFFFFFFFFFull);
+}
+
+std::string ConnectionHandler::assign_client_id(const std::string& prefix) {
+  return generate_client_id(prefix);
+}
+
+bool queue_offline(SessionState& s, Delivery d, const ServerLimits& limits) {
+  if (limits.max_queued_messages != 0 && s.queue.size() >= limits.max_queued_messages) return false;
+  std::size_t bytes = d.msg->payload.size();
+  if (limits.max_queued_bytes != 0 && s.queued_bytes + bytes > limits.max_queued_bytes) return false;
+  s.queued_bytes += bytes;
+  s.queue.push_back(std::move(d));
+  return true;
+}
+
+ServerConnection::ServerConnection(ConnectionHandler& handler, const ServerLimits& limits,
+                                   std::string peer, TimePoint now)
+    : handler_(handler), limits_(limits), peer_(std::move(peer)), opened_(now), last_rx_(now) {}
+
+void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoint now) {
+  if (state_ == State::kClosed) return;
+  if (n > 0) last_rx_ = now;
+  if (partial_.empty()) {
+    std::size_t used = process(data, n);
+    if (used < n && state_ != State::kClosed) partial_.assign(reinterpret_cast<const char*>(data + used), n - used);
+  } else {
+    partial_.append(reinterpret_cast<const char*>(data), n);
+    std::size_t used = process(reinterpret_cast<const std::uint8_t*>(partial_.data()), partial_.size());
+    if (state_ == State::kClosed) {
+      partial_.clear();
+    } else {
+      partial_.erase(0, used);
+    }
+  }
+  if (partial_.capacity() > 4096 && partial_.size() < 1024) partial_.shrink_to_fit();
+}
+
+std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
+  std::size_t off = 0;
+  while (off < n && (state_ == State::kAwaitConnect || state_ == State::kConnected)) {
+    codec::FrameHeader h;
+    codec::DecodeError err;
+    auto st = codec::parse_frame(data + off, n - off, limits_.max_packet_size, h, err);
+    if (st == codec::FrameStatus::kIncomplete) break;
+    if (st == codec::FrameStatus::kError) {
+      decode_failed(err, data[off]);
+      return n;
+    }
+    if (state_ == State::kAwaitConnect && h.type() != PacketType::kConnect) {
+      // [MQTT-3.1.0-1] the first packet from the client must be CONNECT.
+      log(1, fmt::format("Client {} sent {} before CONNECT, closing.", peer_, codec::packet_name(h.type())));
+      close(CloseCause::kProtocolError);
+      return n;
+    }
+    codec::Packet p;
+    auto e = codec::decode_packet(h, data + off + h.header_size, version_, p);
+    if (e) {
+      if (auto* c = std::get_if<codec::Connect>(&p)) version_ = c->version;
+      decode_failed(e, h.first_byte);
+      return n;
+    }
+    off += h.total();
+    handle(p, h);
+  }
+  return off;
+}
+
+void ServerConnection::decode_failed(const codec::DecodeError& e, std::uint8_t first_byte) {
+  auto type = static_cast<PacketType>(first_byte >> 4);
+  const std::string& who = client_id_.empty() ? peer_ : client_id_;
+  if (state_ == State::kAwaitConnect) {
+    log(1, fmt::format("Bad CONNECT from {}: {} ({}).", peer_, e.what, reason_name(e.reason)));
+    if (e.no_connack) {
+      close(CloseCause::kProtocolError);  // [MQTT-3.1.2-1]
+    } else if (e.reason == Reason::kUnsupportedProtocolVersion) {
+      // [MQTT-3.1.2-2] CONNACK 0x01 in the 3.1.1 form, then close.
+      send(codec::Connack{false, static_cast<std::uint8_t>(ConnackV3::kUnacceptableProtocolVersion), {}});
+      version_ = Version::kV311;
+      close(CloseCause::kRefused);
+    } else if (version_ == Version::kV5) {
+      // MQTT 5: CONNACK with the reason code, then close [MQTT-4.13.1-1]; never DISCONNECT [MQTT-3.14.0-1].
+      send(codec::Connack{false, to_byte(e.reason), {}});
+      close(CloseCause::kProtocolError);
+    } else {
+      close(CloseCause::kProtocolError);
+    }
+    return;
+  }
+  log(1, fmt::format("Client {} sent a bad {}: {} ({}).", who, codec::packet_name(type), e.what,
+                     reason_name(e.reason)));
+  protocol_violation(e.reason, e.what);
+}
+
+void ServerConnection::protocol_violation(Reason reason, const char* what) {
+  if (state_ == State::kConnected && version_ == Version::kV5) {
+    codec::Disconnect d{to_byte(reason), {}};
+    if (problem_info_ && what) d.props.reason_string = what;
+    send(d);
+  }
+  // On 3.x a violation after CONNACK just closes the connection [MQTT-4.8.0-1].
+  close(CloseCause::kProtocolError);
+}
+
+void ServerConnection::close(CloseCause cause) {
+  if (state_ == State::kClosed) return;
+  bool was_connected = state_ == State::kConnected;
+  state_ = State::kClosed;
+  cause_ = cause;
+  const std::string& id = client_id_.empty() ? std::string("<unknown>") : client_id_;
+  switch (cause) {
+    case CloseCause::kClientDisconnect: log(1, fmt::format("Client {} disconnected.", id)); break;
+    case CloseCause::kKeepaliveTimeout:
+      log(1, fmt::format("Client {} has exceeded timeout, disconnecting.", id));
+      break;
+    case CloseCause::kProtocolError:
+      log(1, fmt::format("Client {} disconnected due to protocol error.", id));
+      break;
+    case CloseCause::kSocketError:
+      log(1, fmt::format("Client {} closed its connection.", id));
+      break;
+    case CloseCause::kConnectTimeout:
+      log(1, fmt::format("Client {} did not send CONNECT in time, disconnecting.", peer_));
+      break;
+    case CloseCause::kServerShutdown:
+    case CloseCause::kTakenOver:
+    case CloseCause::kRefused:
+    case CloseCause::kSlowConsumer:
+    case CloseCause::kNone: break;
+  }
+  (void)was_connected;
+  handler_.on_closed(*this, cause);
+}
+
+void ServerConnection::on_transport_closed() { close(CloseCause::kSocketError); }
+
+void ServerConnection::on_tick(TimePoint now) {
+  if (state_ == State::kAwaitConnect) {
+    if (now - opened_ > limits_.connect_timeout) close(CloseCause::kConnectTimeout);
+    return;
+  }
+  if (state_ != State::kConnected || keepalive_ == 0) return;
+  // [MQTT-3.1.2-24] close after one and a half keepalive periods without a packet.
+  auto limit = std::chrono::milliseconds(std::uint64_t{keepalive_} * 1500);
+  if (now - last_rx_ > limit) disconnect(Reason::kKeepAliveTimeout, CloseCause::kKeepaliveTimeout);
+}
+
+void ServerConnection::disconnect(Reason reason, CloseCause cause) {
+  if (state_ == State::kClosed) return;
+  // [MQTT-3.14.0-1] never DISCONNECT before a successful CONNACK.
+  if (state_ == State::kConnected && version_ == Version::kV5) send(codec::Disconnect{to_byte(reason), {}});
+  close(cause);
+}
+
+void ServerConnection::send(const codec::Packet& p) { codec::encode_packet(p, version_, out_.bytes); }
+
+void ServerConnection::send_ack(PacketType t, std::uint16_t id, std::uint8_t reason) {
+  codec::Ack a{t, id, version_ == Version::kV5 ? reason : std::uint8_t{0}, {}};
+  send(a);
+  if (limits_.verbose) {
+    if (t == PacketType::kPubcomp || t == PacketType::kPubrel) {
+      log(0, fmt::format("Sending {} to {} (m{})", codec::packet_name(t), client_id_, id));
+    } else {
+      log(0, fmt::format("Sending {} to {} (m{}, rc{})", codec::packet_name(t), client_id_, id, a.reason));
+    }
+  }
+}
+
+void ServerConnection::handle(codec::Packet& p, const codec::FrameHeader& h) {
+  switch (h.type()) {
+    case PacketType::kConnect:
+      if (state_ != State::kAwaitConnect) {
+        // [MQTT-3.1.0-2] a second CONNECT is a protocol violation.
+        log(1, fmt::format("Client {} sent a second CONNECT.", client_id_));
+        protocol_violation(Reason::kProtocolError, "second CONNECT");
+        return;
+      }
+      handle_connect(std::get<codec::Connect>(p));
+      return;
+    case PacketType::kPublish: handle_publish(std::get<codec::Publish>(p)); return;
+    case PacketType::kPuback:
+    case PacketType::kPubrec:
+    case PacketType::kPubrel:
+    case PacketType::kPubcomp: handle_ack(std::get<codec::Ack>(p)); return;
+    case PacketType::kSubscribe: handle_subscribe(std::get<codec::Subscribe>(p)); return;
+    case PacketType::kUnsubscribe: handle_unsubscribe(std::get<codec::Unsubscribe>(p)); return;
+    case PacketType::kPingreq:
+      if (limits_.verbose) log(0, fmt::format("Received PINGREQ from {}", client_id_));
+      send(codec::Pingresp{});
+      if (limits_.verbose) log(0, fmt::format("Sending PINGRESP to {}", client_id_));
+      return;
+    case PacketType::kDisconnect: handle_disconnect(std::get<codec::Disconnect>(p)); return;
+    case PacketType::kAuth:
+      // Enhanced authentication is not offered, so AUTH is out of place [MQTT-4.12.0-1].
+      log(1, fmt::format("Client {} sent AUTH without an authentication method.", client_id_));
+      protocol_violation(Reason::kProtocolError, "unexpected AUTH");
+      return;
+    default:
+      log(1, fmt::format("Client {} sent {}, which only a server sends.", client_id_,
+                         codec::packet_name(h.type())));
+      protocol_violation(Reason::kProtocolError, "packet type not allowed from a client");
+      return;
+  }
+}
+
+void ServerConnection::handle_connect(codec::Connect& c) {
+  version_ = c.version;
+  client_id_ = c.client_id;
+  keepalive_ = c.keepalive;
+  clean_start_ = c.clean_start;
+  username_ = c.username;
+  will_ = c.will;
+  const bool v5 = version_ == Version::kV5;
+  if (v5) {
+    session_expiry_ = c.props.session_expiry.value_or(0);
+    client_receive_max_ = c.props.receive_maximum.value_or(65535);
+    client_max_packet_ = c.props.maximum_packet_size.value_or(0);
+    problem_info_ = c.props.request_problem_info.value_or(1) != 0;
+    if (c.props.auth_method) {
+      // No enhanced authentication method is offered yet [MQTT-4.12.0-1].
+      refuse(Reason::kBadAuthenticationMethod);
+      return;
+    }
+  }
+  if (version_ == Version::kV31) {
+    // MQTT 3.1: client identifiers are 1 to 23 characters.
+    if (client_id_.empty() || (limits_.v31_client_id_max != 0 && client_id_.size() > limits_.v31_client_id_max)) {
+      refuse(Reason::kClientIdentifierNotValid);
+      return;
+    }
+  }
+  if (client_id_.empty()) {
+    if (version_ == Version::kV311 && !clean_start_) {
+      refuse(Reason::kClientIdentifierNotValid);  // [MQTT-3.1.3-8]
+      return;
+    }
+    if (!limits_.allow_zero_length_clientid) {
+      refuse(Reason::kClientIdentifierNotValid);  // [MQTT-3.1.3-9]
+      return;
+    }
+    client_id_ = handler_.assign_client_id(limits_.auto_id_prefix);  // [MQTT-3.1.3-6]
+    if (v5) c.props.assigned_client_id = client_id_;           // [MQTT-3.2.2-16]
+  } else if (client_id_.size() > limits_.max_client_id_length) {
+    refuse(Reason::kClientIdentifierNotValid);
+    return;
+  }
+  if (limits_.max_keepalive != 0 && (keepalive_ > limits_.max_keepalive || keepalive_ == 0) &&
+      limits_.max_keepalive != 65535) {
+    if (v5) {
+      keepalive_ = limits_.max_keepalive;  // sent back as Server Keep Alive [MQTT-3.2.2-21]
+      c.props.server_keep_alive = keepalive_;
+    } else {
+      refuse(Reason::kClientIdentifierNotValid);  // Mosquitto 2.0: 3.x clients are refused
+      return;
+    }
+  }
+  state_ = State::kConnecting;
+  handler_.on_connect(*this, c);
+}
+
+void ServerConnection::accept(SessionState* session, bool session_present, codec::Properties props) {
+  if (state_ != State::kConnecting) return;
+  session_ = session;
+  state_ = State::kConnected;
+  const bool v5 = version_ == Version::kV5;
+  if (version_ == Version::kV31) session_present = false;  // 3.1 has no session present flag
+  {
+    std::string line = fmt::format("New client connected from {} as {} (p{}, c{}, k{}", peer_, client_id_,
+                                   protocol_number(version_), clean_start_ ? 1 : 0, keepalive_);
+    if (username_) line += fmt::format(", u'{}'", *username_);
+    line += ").";
+    log(1, line);
+  }
+  if (limits_.verbose) {
+    if (will_) {
+      log(0, fmt::format("Will message specified ({} bytes) (r{}, q{}).", will_->payload.size(),
+                         will_->retain ? 1 : 0, will_->qos));
+      log(0, fmt::format("\t{}", will_->topic));
+    } else {
+      log(0, "No will message specified.");
+    }
+  }
+  codec::Connack ack{session_present, 0, {}};
+  if (v5) {
+    ack.props = std::move(props);
+    if (limits_.receive_maximum != 65535) ack.props.receive_maximum = limits_.receive_maximum;
+    if (limits_.max_topic_alias != 0) ack.props.topic_alias_maximum = limits_.max_topic_alias;
+    ack.props.maximum_packet_size = limits_.max_packet_size;
+  }
+  send(ack);
+  if (limits_.verbose) {
+    log(0, fmt::format("Sending CONNACK to {} ({}, 0)", client_id_, session_present ? 1 : 0));
+  }
+  // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in their original order.
+  for (auto& f : session_->inflight) {
+    if (f.released) {
+      send_ack(PacketType::kPubrel, f.packet_id, 0);
+    } else {
+      send_publish(f.delivery, f.packet_id, true);
+    }
+  }
+  pump_queue();
+}
+
+void ServerConnection::refuse(Reason reason) {
+  if (state_ == State::kClosed) return;
+  std::uint8_t code = version_ == Version::kV5 ? to_byte(reason) : static_cast<std::uint8_t>(to_v3_connack(reason));
+  send(codec::Connack{false, code, {}});
+  log(1, fmt::format("Refused client {} from {}: {}.", client_id_, peer_, reason_name(reason)));
+  if (limits_.verbose) log(0, fmt::format("Sending CONNACK to {} (0, {})", client_id_, code));
+  close(CloseCause::kRefused);
+}
+
+void ServerConnection::handle_publish(codec::Publish& p) {
+  const bool v5 = version_ == Version::kV5;
+  if (v5) {
+    if (!p.props.subscription_ids.empty()) {
+      protocol_violation(Reason::kProtocolError, "subscription identifier in PUBLISH");  // [MQTT-3.3.4-6]
+      return;
+    }
+    if (p.props.topic_alias) {
+      std::uint16_t alias = *p.props.topic_alias;
+      if (alias == 0 || alias > limits_.max_topic_alias) {
+        protocol_violation(Reason::kTopicAliasInvalid, "topic alias out of range");  // [MQTT-3.3.2-8], [MQTT-3.3.2-9]
+        return;
+      }
+      if (inbound_aliases_.size() < limits_.max_topic_alias) inbound_aliases_.resize(limits_.max_topic_alias);
+      std::string& slot = inbound_aliases_[alias - 1];
+      if (p.topic.empty()) {
+        if (slot.empty()) {
+          protocol_violation(Reason::kProtocolError, "unknown topic alias");
+          return;
+        }
+        p.topic = slot;
+      } else {
+        slot = p.topic;
+      }
+      p.props.topic_alias.reset();
+    } else if (p.topic.empty()) {
+      protocol_violation(Reason::kProtocolError, "empty topic without topic alias");
+      return;
+    }
+  }
+  if (limits_.verbose) {
+    log(0, publish_log_line(false, client_id_, p.dup, p.qos, p.retain, p.packet_id, p.topic, p.payload.size()));
+  }
+  if (limits_.message_size_limit != 0 && p.payload.size() > limits_.message_size_limit) {
+    log(1, fmt::format("Dropped too large PUBLISH from {} ({} bytes).", client_id_, p.payload.size()));
+    if (p.qos == 1) send_ack(PacketType::kPuback, p.packet_id, to_byte(Reason::kPacketTooLarge));
+    if (p.qos == 2) send_ack(PacketType::kPubrec, p.packet_id, to_byte(Reason::kPacketTooLarge));
+    return;
+  }
+  if (p.qos == 2) {
+    auto& held = session_->inbound_qos2;
+    if (held.count(p.packet_id)) {
+      // A resent PUBLISH with a held packet id: acknowledge, never forward twice [MQTT-4.3.3-9].
+      send_ack(PacketType::kPubrec, p.packet_id, 0);
+      return;
+    }
+    if (v5 && held.size() >= limits_.receive_maximum) {
+      protocol_violation(Reason::kReceiveMaximumExceeded, "receive maximum exceeded");  // [MQTT-3.3.4-9]
+      return;
+    }
+  }
+  auto msg = std::make_shared<Message>();
+  msg->topic = std::move(p.topic);
+  msg->payload.assign(p.payload);
+  msg->qos = p.qos;
+  msg->retain = p.retain;
+  if (v5) msg->props = std::move(p.props);
+  msg->origin = client_id_;
+  msg->created = last_rx_;
+  switch (p.qos) {
+    case 0: handler_.on_publish(*this, msg); break;
+    case 1: {
+      Reason r = handler_.on_publish(*this, msg);
+      send_ack(PacketType::kPuback, p.packet_id, to_byte(r));  // [MQTT-4.3.2-2]
+      break;
+    }
+    case 2:
+      // Held until PUBREL, then forwarded (the order Mosquitto's log shows) [MQTT-4.3.3-2].
+      session_->inbound_qos2.emplace(p.packet_id, std::move(msg));
+      send_ack(PacketType::kPubrec, p.packet_id, 0);
+      break;
+  }
+}
+
+void ServerConnection::handle_ack(const codec::Ack& a) {
+  auto& inflight = session_->inflight;
+  auto find = [&](std::uint16_t id) {
+    for (auto it = inflight.begin(); it != inflight.end(); ++it) {
+      if (it->packet_id == id) return it;
+    }
+    return inflight.end();
+  };
+  switch (a.type) {
+    case PacketType::kPuback: {
+      if (limits_.verbose) log(0, fmt::format("Received PUBACK from {} (Mid: {}, RC:{})", client_id_, a.packet_id, a.reason));
+      auto it = find(a.packet_id);
+      if (it != inflight.end() && it->delivery.qos == 1) {
+        inflight.erase(it);
+        pump_queue();
+      }
+      return;
+    }
+    case PacketType::kPubrec: {
+      if (limits_.verbose) log(0, fmt::format("Received PUBREC from {} (Mid: {})", client_id_, a.packet_id));
+      auto it = find(a.packet_id);
+      if (it == inflight.end() || it->delivery.qos != 2) {
+        send_ack(PacketType::kPubrel, a.packet_id, to_byte(Reason::kPacketIdentifierNotFound));
+        return;
+      }
+      if (a.reason >= 0x80) {  // 5.0: the receiver refused the message; the flow ends here.
+        inflight.erase(it);
+        pump_queue();
+        return;
+      }
+      it->released = true;
+      it->delivery.msg.reset();  // [MQTT-4.3.3-4] the message is no longer needed after PUBREC
+      send_ack(PacketType::kPubrel, a.packet_id, 0);
+      return;
+    }
+    case PacketType::kPubrel: {
+      if (limits_.verbose) log(0, fmt::format("Received PUBREL from {} (Mid: {})", client_id_, a.packet_id));
+      auto& held = session_->inbound_qos2;
+      auto it = held.find(a.packet_id);
+      if (it == held.end()) {
+        send_ack(PacketType::kPubcomp, a.packet_id, to_byte(Reason::kPacketIdentifierNotFound));
+        return;
+      }
+      MessagePtr msg = std::move(it->second);
+      held.erase(it);
+      handler_.on_publish(*this, msg);
+      send_ack(PacketType::kPubcomp, a.packet_id, 0);  // [MQTT-4.3.3-11]
+      return;
+    }
+    case PacketType::kPubcomp: {
+      if (limits_.verbose) log(0, fmt::format("Received PUBCOMP from {} (Mid: {}, RC:{})", client_id_, a.packet_id, a.reason));
+      auto it = find(a.packet_id);
+      if (it != inflight.end() && it->released) {
+        inflight.erase(it);
+        pump_queue();
+      }
+      return;
+    }
+    default: return;
+  }
+}
+
+void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
+  const bool v5 = version_ == Version::kV5;
+  if (limits_.verbose) {
+    log(0, fmt::format("Received SUBSCRIBE from {}", client_id_));
+    for (const auto& t : s.topics) log(0, fmt::format("\t{} (QoS {})", t.filter, t.qos));
+  }
+  std::vector<std::uint8_t> codes(s.topics.size(), 0);
+  for (std::size_t i = 0; i < s.topics.size(); ++i) {
+    if (!valid_topic_filter(s.topics[i].filter)) {
+      if (!v5) {
+        protocol_violation(Reason::kTopicFilterInvalid, "invalid topic filter");  // [MQTT-4.7.1-1]
+        return;
+      }
+      codes[i] = to_byte(Reason::kTopicFilterInvalid);
+    } else {
+      codes[i] = s.topics[i].qos;
+    }
+  }
+  handler_.on_subscribe(*this, s, codes);
+  if (limits_.verbose) {
+    for (std::size_t i = 0; i < s.topics.size(); ++i) {
+      log(0, fmt::format("{} {} {}", client_id_, codes[i], s.topics[i].filter));
+    }
+  }
+  // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6].
+  send(codec::SubAck{PacketType::kSuback, s.packet_id, codes, {}});
+  if (limits_.verbose) log(0, fmt::format("Sending SUBACK to {}", client_id_));
+  handler_.on_subscribed(*this, s, codes);
+}
+
+void ServerConnection::handle_unsubscribe(const codec::Unsubscribe& u) {
+  if (limits_.verbose) {
+    log(0, fmt::format("Received UNSUBSCRIBE from {}", client_id_));
+    for (const auto& f : u.filters) log(0, fmt::format("\t{}", f));
+  }
+  std::vector<std::uint8_t> codes(u.filters.size(), 0);
+  handler_.on_unsubscribe(*this, u, codes);
+  send(codec::SubAck{PacketType::kUnsuback, u.packet_id, codes, {}});  // [MQTT-3.10.4-4]
+  if (limits_.verbose) log(0, fmt::format("Sending UNSUBACK to {}", client_id_));
+}
+
+void ServerConnection::handle_disconnect(const codec::Disconnect& d) {
+  if (limits_.verbose) log(0, fmt::format("Received DISCONNECT from {}", client_id_));
+  if (version_ == Version::kV5) {
+    if (d.props.session_expiry) {
+      if (session_expiry_ == 0 && *d.props.session_expiry != 0) {
+        protocol_violation(Reason::kProtocolError, "session expiry changed from 0");  // [MQTT-3.14.2-2]
+        return;
+      }
+      session_expiry_ = *d.props.session_expiry;
+    }
+    if (d.reason != to_byte(Reason::kDisconnectWithWill)) will_.reset();
+  } else {
+    will_.reset();  // [MQTT-3.14.4-3] discard the will on DISCONNECT
+  }
+  close(CloseCause::kClientDisconnect);
+}
+
+std::size_t ServerConnection::window() const {
+  std::size_t w = limits_.max_inflight == 0 ? 65535 : limits_.max_inflight;
+  return std::min<std::size_t>(w, client_receive_max_);
+}
+
+void ServerConnection::deliver(Delivery d) {
+  if (state_ != State::kConnected || session_ == nullptr) return;
+  if (d.qos == 0) {
+    if (out_.size() > limits_.max_outbound_bytes) {
+      ++dropped_qos0_;  // loss policy: QoS 0 may be dropped for a slow subscriber, counted
+      return;
+    }
+    send_publish(d, 0, false);
+    return;
+  }
+  if (session_->queue.empty() && session_->inflight.size() < window()) {
+    start_flight(std::move(d));
+  } else if (!queue_offline(*session_, std::move(d), limits_)) {
+    ++dropped_queue_;
+  }
+}
+
+void ServerConnection::start_flight(Delivery d) {
+  std::uint16_t id = session_->allocate_packet_id();
+  session_->inflight.push_back(OutboundFlight{id, std::move(d), false});
+  send_publish(session_->inflight.back().delivery, id, false);
+}
+
+void ServerConnection::pump_queue() {
+  auto& q = session_->queue;
+  while (!q.empty() && session_->inflight.size() < window() && state_ == State::kConnected) {
+    Delivery d = std::move(q.front());
+    q.pop_front();
+    session_->queued_bytes -= d.msg->payload.size();
+    if (d.qos == 0) {
+      send_publish(d, 0, false);
+    } else {
+      start_flight(std::move(d));
+    }
+  }
+}
+
+void ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, bool dup) {
+  const Message& m = *d.msg;
+  const bool v5 = version_ == Version::kV5;
+  std::size_t props_len = 0;
+  if (v5) {
+    props_len = codec::properties_size(m.props);
+    for (auto id : d.sub_ids) props_len += 1 + codec::varint_size(id);
+  }
+  std::size_t remaining = 2 + m.topic.size() + (d.qos > 0 ? 2 : 0) +
+                          (v5 ? codec::varint_size(static_cast<std::uint32_t>(props_len)) + props_len : 0) +
+                          m.payload.size();
+  if (client_max_packet_ != 0 &&
+      1 + codec::varint_size(static_cast<std::uint32_t>(remaining)) + remaining > client_max_packet_) {
+    ++dropped_qos0_;  // [MQTT-3.1.2-24] never send more than the client's Maximum Packet Size
+    return;
+  }
+  std::string& b = out_.bytes;
+  b.push_back(static_cast<char>(0x30 | (dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 1 : 0)));
+  codec::put_varint(static_cast<std::uint32_t>(remaining), b);
+  put_u16(b, static_cast<std::uint16_t>(m.topic.size()));
+  b.append(m.topic);
+  if (d.qos > 0) put_u16(b, packet_id);
+  if (v5) {
+    codec::put_varint(static_cast<std::uint32_t>(props_len), b);
+    codec::encode_properties(m.props, b);
+    for (auto id : d.sub_ids) {
+      b.push_back(0x0B);
+      codec::put_varint(id, b);
+    }
+  }
+  if (m.payload.size() < kSpliceThreshold) {
+    b.append(m.payload);
+  } else {
+    out_.splices.push_back({b.size(), d.msg});
+    out_.spliced_bytes += m.payload.size();
+  }
+  if (limits_.verbose) {
+    log(0, publish_log_line(true, client_id_, dup, d.qos, d.retain, packet_id, m.topic, m.payload.size()));
+  }
+}
+
+}  // namespace tern::protocol

@@ -1,0 +1,201 @@
+#pragma once
+// Server side of one MQTT connection, without I/O: bytes and time go in, bytes to send and events for
+// the broker come out. Owned by the worker thread that owns the socket; not thread-safe.
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "codec/codec.hpp"
+#include "protocol/message.hpp"
+#include "protocol/session_state.hpp"
+
+namespace tern::protocol {
+
+// Settings the protocol needs, copied from the broker configuration.
+struct ServerLimits {
+  std::uint32_t max_packet_size = 16u * 1024 * 1024;  // inbound, whole packet
+  std::uint32_t message_size_limit = 0;               // payload bytes, 0 = no limit
+  std::uint16_t max_keepalive = 65535;
+  std::chrono::milliseconds connect_timeout{10000};
+  bool allow_zero_length_clientid = true;
+  std::string auto_id_prefix = "auto-";
+  std::size_t v31_client_id_max = 23;  // 0 = no limit
+  std::size_t max_client_id_length = 65535;
+  std::uint16_t max_inflight = 20;     // outbound window, 0 = 65535
+  std::size_t max_queued_messages = 1000;  // 0 = no limit
+  std::size_t max_queued_bytes = 0;        // 0 = no limit
+  bool queue_qos0 = false;
+  bool upgrade_outgoing_qos = false;
+  std::uint16_t max_topic_alias = 10;
+  std::uint16_t receive_maximum = 65535;   // advertised to 5.0 clients
+  std::size_t max_outbound_bytes = 4u * 1024 * 1024;  // buffered for one connection before QoS 0 drops
+  bool verbose = false;                    // log every packet
+};
+
+// Why a connection ended; decides whether the will is published.
+enum class CloseCause {
+  kNone,
+  kClientDisconnect,      // DISCONNECT received: will discarded unless 5.0 reason 0x04
+  kProtocolError,         // malformed or out-of-order packet
+  kKeepaliveTimeout,
+  kConnectTimeout,
+  kSocketError,           // peer closed or I/O error
+  kTakenOver,             // same client id connected again
+  kRefused,               // CONNACK with an error
+  kServerShutdown,
+  kSlowConsumer,
+};
+const char* close_cause_name(CloseCause c);
+
+// Bytes to send: plain bytes with shared payloads spliced in, so fan-out never copies large payloads.
+struct OutBuffer {
+  struct Splice {
+    std::size_t offset;  // payload goes after bytes[0, offset)
+    MessagePtr msg;
+  };
+  std::string bytes;
+  std::vector<Splice> splices;
+  std::size_t spliced_bytes = 0;
+  std::size_t size() const { return bytes.size() + spliced_bytes; }
+  bool empty() const { return bytes.empty() && splices.empty(); }
+  void clear() {
+    bytes.clear();
+    splices.clear();
+    spliced_bytes = 0;
+  }
+};
+
+class ServerConnection;
+
+std::string generate_client_id(const std::string& prefix);
+
+// The broker's side of the conversation. Calls come from ServerConnection on its owner thread.
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  // A valid CONNECT arrived; the handler must call accept() or refuse() (possibly later).
+  virtual void on_connect(ServerConnection& c, codec::Connect& connect) = 0;
+  // An application message to route. Returns the reason code for PUBACK/PUBREC (5.0).
+  virtual Reason on_publish(ServerConnection& c, const MessagePtr& m) = 0;
+  // Fill one code per topic filter.
+  virtual void on_subscribe(ServerConnection& c, const codec::Subscribe& s,
+                            std::vector<std::uint8_t>& codes) = 0;
+  // SUBACK has been queued: send retained messages now [MQTT-3.8.4-3].
+  virtual void on_subscribed(ServerConnection& c, const codec::Subscribe& s,
+                             const std::vector<std::uint8_t>& codes) = 0;
+  virtual void on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u,
+                              std::vector<std::uint8_t>& codes) = 0;
+  // The connection ended (called once). The will, if any, is still in c.will().
+  virtual void on_closed(ServerConnection& c, CloseCause cause) = 0;
+  // Chooses the identifier for a client that sent an empty one [MQTT-3.1.3-6].
+  virtual std::string assign_client_id(const std::string& prefix);
+  // A one-line log message (level: 0 debug, 1 info/notice, 2 warning, 3 error).
+  virtual void log(int level, const std::string& line) = 0;
+};
+
+class ServerConnection {
+ public:
+  enum class State { kAwaitConnect, kConnecting, kConnected, kClosed };
+
+  ServerConnection(ConnectionHandler& handler, const ServerLimits& limits, std::string peer,
+                   TimePoint now);
+
+  // Feed received bytes. Complete packets are handled at once; an unfinished one is kept.
+  void on_bytes(const std::uint8_t* data, std::size_t n, TimePoint now);
+  // The transport closed or failed.
+  void on_transport_closed();
+  // Connect timeout and keepalive [MQTT-3.1.2-24]; call about once a second.
+  void on_tick(TimePoint now);
+
+  // Broker decisions on CONNECT.
+  void accept(SessionState* session, bool session_present, codec::Properties connack_props = {});
+  void refuse(Reason reason);
+  // Server-initiated close; 5.0 clients get DISCONNECT with `reason` [MQTT-3.14.0-1 applies].
+  void disconnect(Reason reason, CloseCause cause);
+
+  // Deliver one message (session online). QoS 1/2 respect the in-flight window.
+  void deliver(Delivery d);
+  // Move session state away (connection ends, session persists elsewhere).
+  SessionState* session() const { return session_; }
+  void detach_session() { session_ = nullptr; }
+
+  OutBuffer& out() { return out_; }
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
+  CloseCause close_cause() const { return cause_; }
+  codec::Version version() const { return version_; }
+  const std::string& client_id() const { return client_id_; }
+  void set_client_id(std::string id) { client_id_ = std::move(id); }
+  const std::string& peer() const { return peer_; }
+  const std::optional<std::string>& username() const { return username_; }
+  const std::optional<codec::Will>& will() const { return will_; }
+  void clear_will() { will_.reset(); }
+  bool clean_start() const { return clean_start_; }
+  std::uint16_t keepalive() const { return keepalive_; }
+  std::uint32_t session_expiry() const { return session_expiry_; }
+  const ServerLimits& limits() const { return limits_; }
+
+  std::uint64_t dropped_qos0() const { return dropped_qos0_; }
+  std::uint64_t dropped_queue() const { return dropped_queue_; }
+
+  // Opaque pointers for the broker (its session object) and the network layer (its socket object).
+  void* user = nullptr;
+  void* transport = nullptr;
+
+  // Encodes and sends one PUBLISH. Exposed for retained deliveries (which need no flight slot).
+  void send_publish(const Delivery& d, std::uint16_t packet_id, bool dup);
+
+ private:
+  std::size_t process(const std::uint8_t* data, std::size_t n);
+  void handle(codec::Packet& p, const codec::FrameHeader& h);
+  void handle_connect(codec::Connect& c);
+  void handle_publish(codec::Publish& p);
+  void handle_ack(const codec::Ack& a);
+  void handle_subscribe(const codec::Subscribe& s);
+  void handle_unsubscribe(const codec::Unsubscribe& u);
+  void handle_disconnect(const codec::Disconnect& d);
+  void decode_failed(const codec::DecodeError& e, std::uint8_t first_byte);
+  void protocol_violation(Reason reason, const char* what);
+  void close(CloseCause cause);
+  void send(const codec::Packet& p);
+  void send_ack(codec::PacketType t, std::uint16_t id, std::uint8_t reason);
+  void start_flight(Delivery d);
+  void pump_queue();
+  std::size_t window() const;
+  void log(int level, const std::string& line) { handler_.log(level, line); }
+
+  ConnectionHandler& handler_;
+  const ServerLimits& limits_;
+  std::string peer_;
+  State state_ = State::kAwaitConnect;
+  CloseCause cause_ = CloseCause::kNone;
+  codec::Version version_ = codec::Version::kV311;
+  std::string client_id_;
+  std::optional<std::string> username_;
+  std::optional<codec::Will> will_;
+  bool clean_start_ = true;
+  std::uint16_t keepalive_ = 0;
+  std::uint32_t session_expiry_ = 0;
+  std::uint16_t client_receive_max_ = 65535;
+  std::uint32_t client_max_packet_ = 0;
+  bool problem_info_ = true;
+  std::vector<std::string> inbound_aliases_;
+  TimePoint opened_;
+  TimePoint last_rx_;
+  std::string partial_;
+  OutBuffer out_;
+  SessionState* session_ = nullptr;
+  std::uint64_t dropped_qos0_ = 0;
+  std::uint64_t dropped_queue_ = 0;
+};
+
+// Appends a delivery to an offline session's queue within the limits. False (and nothing queued)
+// when a bound is reached: the caller counts and logs the drop.
+bool queue_offline(SessionState& s, Delivery d, const ServerLimits& limits);
+
+// Generates "<prefix>XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX" (uppercase hex, random).
+std::string generate_client_id(const std::string& prefix);
+
+}  // namespace tern::protocol
