@@ -290,7 +290,9 @@ TEST(Core, ReasonNamesAreDistinctAndKnown) {
   for (Reason a : all) {
     EXPECT_STRNE(tern::reason_name(a), "unknown reason");
     for (Reason b : all) {
-      if (a != b) EXPECT_STRNE(tern::reason_name(a), tern::reason_name(b));
+      if (a != b) {
+        EXPECT_STRNE(tern::reason_name(a), tern::reason_name(b));
+      }
     }
   }
 }

@@ -1,0 +1,271 @@
+"""Shared helpers for Tern's integration and conformance tests.
+
+Starts the real `tern` binary on a free loopback port (it binds port 0 and reports the port in its
+log), and speaks raw MQTT over sockets so tests can check exact bytes.
+"""
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+TERN = os.environ.get("TERN_BIN") or os.path.join(os.path.dirname(__file__), "../../build/dev/tern")
+
+
+class Broker:
+    """A running `tern broker`. Use as a context manager; stops it by PID."""
+
+    def __init__(self, config="", workers=4, verbose=True, extra_args=()):
+        self.dir = tempfile.mkdtemp(prefix="tern-test-")
+        self.conf = os.path.join(self.dir, "tern.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"workers {workers}\n" + config)
+        self.log_path = os.path.join(self.dir, "broker.log")
+        self.logf = open(self.log_path, "w")
+        args = [TERN, "broker", "-c", self.conf]
+        if "listener" not in config:
+            args += ["-p", "0"]
+        if verbose:
+            args.append("-v")
+        args += list(extra_args)
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT)
+        self.port = None
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            m = re.search(r"Opening ipv4 listen socket on port (\d+)\.", self.log())
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                raise RuntimeError("tern exited early:\n" + self.log())
+            time.sleep(0.02)
+        if self.port is None:
+            self.stop()
+            raise RuntimeError("tern did not start:\n" + self.log())
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def wait_log(self, pattern, timeout=5.0):
+        """Waits until the log matches the regular expression; returns the match."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = re.search(pattern, self.log())
+            if m:
+                return m
+            time.sleep(0.02)
+        raise AssertionError(f"log never matched {pattern!r}:\n{self.log()[-3000:]}")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---- MQTT encoding helpers -------------------------------------------------------------------
+
+def varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def s(text):
+    data = text.encode() if isinstance(text, str) else text
+    return struct.pack("!H", len(data)) + data
+
+
+def packet(first_byte, body):
+    return bytes([first_byte]) + varint(len(body)) + body
+
+
+def props(raw=b""):
+    return varint(len(raw)) + raw
+
+
+def connect(client_id="", version=4, clean=True, keepalive=60, will=None, username=None,
+            password=None, properties=b"", will_properties=b""):
+    """CONNECT packet. will = (topic, payload, qos, retain)."""
+    name = "MQIsdp" if version == 3 else "MQTT"
+    flags = 0x02 if clean else 0
+    payload = s(client_id)
+    if will:
+        topic, msg, qos, retain = will
+        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+        payload += (props(will_properties) if version == 5 else b"") + s(topic) + s(msg)
+    if username is not None:
+        flags |= 0x80
+        payload += s(username)
+    if password is not None:
+        flags |= 0x40
+        payload += s(password)
+    body = s(name) + bytes([version, flags]) + struct.pack("!H", keepalive)
+    if version == 5:
+        body += props(properties)
+    return packet(0x10, body + payload)
+
+
+def publish(topic, payload=b"", qos=0, retain=False, dup=False, packet_id=1, version=4, properties=b""):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    flags = (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0)
+    body = s(topic)
+    if qos:
+        body += struct.pack("!H", packet_id)
+    if version == 5:
+        body += props(properties)
+    return packet(0x30 | flags, body + payload)
+
+
+def subscribe(packet_id, filters, version=4, properties=b""):
+    """filters: list of (filter, options byte)."""
+    body = struct.pack("!H", packet_id) + (props(properties) if version == 5 else b"")
+    for f, o in filters:
+        body += s(f) + bytes([o])
+    return packet(0x82, body)
+
+
+def unsubscribe(packet_id, filters, version=4, properties=b""):
+    body = struct.pack("!H", packet_id) + (props(properties) if version == 5 else b"")
+    for f in filters:
+        body += s(f)
+    return packet(0xA2, body)
+
+
+def ack(kind, packet_id):
+    """PUBACK/PUBREC/PUBREL/PUBCOMP with no reason code."""
+    first = {"puback": 0x40, "pubrec": 0x50, "pubrel": 0x62, "pubcomp": 0x70}[kind]
+    return packet(first, struct.pack("!H", packet_id))
+
+
+PINGREQ = bytes([0xC0, 0x00])
+PINGRESP = bytes([0xD0, 0x00])
+DISCONNECT = bytes([0xE0, 0x00])
+
+
+class Client:
+    """A raw MQTT client over a TCP socket."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.timeout = timeout
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            return False
+        r, _, _ = select.select([self.sock], [], [], remaining)
+        if not r:
+            return False
+        try:
+            chunk = self.sock.recv(65536)
+        except (ConnectionResetError, OSError):
+            chunk = b""
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+        return True
+
+    def recv(self, timeout=None):
+        """Returns the next whole packet as bytes, or None on timeout. Raises EOFError on close."""
+        deadline = time.time() + (self.timeout if timeout is None else timeout)
+        while True:
+            if len(self.buf) >= 2:
+                mult, length, i = 1, 0, 1
+                complete = False
+                while i < len(self.buf) and i <= 4:
+                    b = self.buf[i]
+                    length += (b & 0x7F) * mult
+                    mult *= 128
+                    i += 1
+                    if not b & 0x80:
+                        complete = True
+                        break
+                if complete and len(self.buf) >= i + length:
+                    pkt, self.buf = self.buf[: i + length], self.buf[i + length:]
+                    return pkt
+            if not self._fill(deadline):
+                return None
+
+    def expect(self, data, timeout=None):
+        got = self.recv(timeout)
+        assert got == data, f"expected {data.hex()} got {got.hex() if got else got}"
+        return got
+
+    def expect_closed(self, timeout=3.0):
+        """Asserts that the server closes the connection (after any packets it still sends).
+        Returns the packets received before the close."""
+        got = []
+        deadline = time.time() + timeout
+        try:
+            while time.time() < deadline:
+                p = self.recv(max(0.01, deadline - time.time()))
+                if p is None:
+                    break
+                got.append(p)
+        except EOFError:
+            return got
+        raise AssertionError(f"connection not closed; received {[p.hex() for p in got]}")
+
+    def connect(self, client_id="c", version=4, **kw):
+        self.send(connect(client_id, version=version, **kw))
+        return self.recv()
+
+    def close(self):
+        self.sock.close()
+
+
+def connack(session_present=False, code=0):
+    return bytes([0x20, 0x02, 1 if session_present else 0, code])
+
+
+def run_tests(tests):
+    """Runs test functions; prints one line each and 'N passed, N failed' at the end."""
+    passed = failed = 0
+    only = sys.argv[1:]
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        try:
+            t()
+            print(f"PASS {t.__name__}")
+            passed += 1
+        except Exception as e:  # noqa: BLE001 - report every failure and go on
+            import traceback
+            print(f"FAIL {t.__name__}: {e}")
+            traceback.print_exc()
+            failed += 1
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
