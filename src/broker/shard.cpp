@@ -189,6 +189,7 @@ void Shard::on_subscribed(ServerConnection& c, const codec::Subscribe& sub, cons
 void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std::vector<std::uint8_t>& codes) {
   auto* s = static_cast<Session*>(c.user);
   for (std::size_t i = 0; i < u.filters.size(); ++i) {
+    if (codes[i] >= 0x80) continue;
     bool existed = broker_.router().unsubscribe(u.filters[i], s->key);
     s->subs.erase(u.filters[i]);
     codes[i] = existed ? 0x00 : to_byte(Reason::kNoSubscriptionExisted);

@@ -50,7 +50,8 @@ class Reader {
       std::uint8_t b;
       if (!u8(b)) return false;
       v |= std::uint32_t{b & 0x7Fu} << (7 * i);
-      if ((b & 0x80) == 0) return true;
+      // [MQTT-1.5.5-1] the minimum number of bytes: a last byte of 0 after the first is padding.
+      if ((b & 0x80) == 0) return !(b == 0 && i > 0);
     }
     return false;
   }
@@ -337,7 +338,10 @@ DecodeError decode_subscribe(const std::uint8_t* body, std::size_t n, bool v5, S
     std::uint8_t opts;
     if (!r.u8(opts)) return malformed("missing subscription options");
     t.qos = opts & 0x03;
-    if (t.qos == 3) return malformed("subscription QoS 3");  // [MQTT-3.8.3-4]
+    if (t.qos == 3) {
+      // 3.1.1: malformed [MQTT-3-8.3-4]; 5.0: "a Protocol Error if the Maximum QoS field has the value 3".
+      return v5 ? protocol_error("subscription QoS 3") : malformed("subscription QoS 3");
+    }
     if (v5) {
       if (opts & 0xC0) return malformed("reserved subscription option bits set");  // [MQTT-3.8.3-5]
       t.no_local = opts & 0x04;

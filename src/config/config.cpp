@@ -126,10 +126,13 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     cur_listener().socket_domain = a[1];
   } else if (k == "max_connections") {
     if (a.size() != 2) c.fail("expects a number");
-    long v = std::stol(a[1]);
+    long v = 0;
+    auto [p, ec] = std::from_chars(a[1].data(), a[1].data() + a[1].size(), v);
+    if (ec != std::errc() || p != a[1].data() + a[1].size()) c.fail("not a number: '" + a[1] + "'");
     std::size_t n = v < 0 ? 0 : static_cast<std::size_t>(v);
     if (cfg.listeners.empty()) {
       cfg.listeners.push_back(Listener{});  // applies to the default listener
+      cfg.listeners_configured = true;      // Mosquitto: that makes it a configured listener
     }
     cfg.listeners.back().max_connections = n;
   } else if (k == "allow_anonymous") {

@@ -10,7 +10,7 @@ bool valid_topic_name(std::string_view topic);
 
 // A topic filter for SUBSCRIBE/UNSUBSCRIBE: at least one character [MQTT-4.7.3-1]; '#' only as the
 // whole last level [MQTT-4.7.1-2]; '+' only as a whole level [MQTT-4.7.1-3]. Shared subscriptions
-// ($share/NAME/filter) are checked by valid_shared_filter.
+// ($share/NAME/filter) are not handled specially yet.
 bool valid_topic_filter(std::string_view filter);
 
 // True when the filter matches the topic name. Wildcards at the first level never match topics that

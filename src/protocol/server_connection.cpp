@@ -541,6 +541,15 @@ void ServerConnection::handle_unsubscribe(const codec::Unsubscribe& u) {
     for (const auto& f : u.filters) log(0, fmt::format("\t{}", f));
   }
   std::vector<std::uint8_t> codes(u.filters.size(), 0);
+  for (std::size_t i = 0; i < u.filters.size(); ++i) {
+    if (!valid_topic_filter(u.filters[i])) {
+      if (version_ != Version::kV5) {  // [MQTT-4.7.1-2], [MQTT-4.7.1-3], [MQTT-4.7.3-1]
+        protocol_violation(Reason::kTopicFilterInvalid, "invalid topic filter");
+        return;
+      }
+      codes[i] = to_byte(Reason::kTopicFilterInvalid);  // 5.0: UNSUBACK 0x8F
+    }
+  }
   handler_.on_unsubscribe(*this, u, codes);
   send(codec::SubAck{PacketType::kUnsuback, u.packet_id, codes, {}});  // [MQTT-3.10.4-4]
   if (limits_.verbose) log(0, fmt::format("Sending UNSUBACK to {}", client_id_));
@@ -588,7 +597,8 @@ void ServerConnection::deliver(Delivery d) {
 void ServerConnection::start_flight(Delivery d) {
   std::uint16_t id = session_->allocate_packet_id();
   session_->inflight.push_back(OutboundFlight{id, std::move(d), false});
-  send_publish(session_->inflight.back().delivery, id, false);
+  // [MQTT-3.1.2-25] a message too large for the client is discarded as if its flow had completed.
+  if (!send_publish(session_->inflight.back().delivery, id, false)) session_->inflight.pop_back();
 }
 
 void ServerConnection::pump_queue() {
@@ -605,7 +615,7 @@ void ServerConnection::pump_queue() {
   }
 }
 
-void ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, bool dup) {
+bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, bool dup) {
   const Message& m = *d.msg;
   const bool v5 = version_ == Version::kV5;
   std::size_t props_len = 0;
@@ -618,8 +628,8 @@ void ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
                           m.payload.size();
   if (client_max_packet_ != 0 &&
       1 + codec::varint_size(static_cast<std::uint32_t>(remaining)) + remaining > client_max_packet_) {
-    ++dropped_qos0_;  // [MQTT-3.1.2-24] never send more than the client's Maximum Packet Size
-    return;
+    ++dropped_qos0_;  // [MQTT-3.1.2-25] never send more than the client's Maximum Packet Size
+    return false;
   }
   std::string& b = out_.bytes;
   b.push_back(static_cast<char>(0x30 | (dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 1 : 0)));
@@ -644,6 +654,7 @@ void ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   if (limits_.verbose) {
     log(0, publish_log_line(true, client_id_, dup, d.qos, d.retain, packet_id, m.topic, m.payload.size()));
   }
+  return true;
 }
 
 }  // namespace tern::protocol

@@ -145,7 +145,8 @@ class ServerConnection {
   void* transport = nullptr;
 
   // Encodes and sends one PUBLISH. Exposed for retained deliveries (which need no flight slot).
-  void send_publish(const Delivery& d, std::uint16_t packet_id, bool dup);
+  // False when the packet exceeds the client's Maximum Packet Size and was discarded.
+  bool send_publish(const Delivery& d, std::uint16_t packet_id, bool dup);
 
  private:
   std::size_t process(const std::uint8_t* data, std::size_t n);

@@ -2,9 +2,6 @@
 //
 // Packets are written as raw wire bytes with bytes(): hex pairs, whitespace ignored, and 'quoted'
 // ASCII copied verbatim, e.g. bytes("10 0e 0004'MQTT' 04 02 003c 0002'c1'").
-//
-// Tests marked "KNOWN BUG" document the behaviour the MQTT specification requires and currently fail
-// against the implementation; see the comment on each.
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -1273,11 +1270,9 @@ TEST(Codec, SubscriptionIdentifierLongerThanFourBytesIsMalformed) {
                           Reason::kMalformedPacket));
 }
 
-// KNOWN BUG: Reader::varint (src/codec/decode.cpp) accepts non-minimal Variable Byte Integers inside
-// the packet body (property length, subscription identifier), while parse_frame rejects them for the
-// remaining length. [MQTT-1.5.5-1] requires the minimum number of bytes for every Variable Byte
+// Non-minimal Variable Byte Integers inside the body (property length, subscription identifier). [MQTT-1.5.5-1] requires the minimum number of bytes for every Variable Byte
 // Integer, so these packets are malformed.
-TEST(Codec, MQTT_1_5_5_1_NonMinimalVariableByteIntegerInBodyIsMalformed_KnownBug) {
+TEST(Codec, MQTT_1_5_5_1_NonMinimalVariableByteIntegerInBodyIsMalformed) {
   // Property length 0 encoded as 80 00.
   EXPECT_TRUE(DecodeFails(bytes("30 06 0001't' 80 00 'x'"), Version::kV5, Reason::kMalformedPacket));
   // Subscription identifier 1 encoded as 81 00.
@@ -1317,10 +1312,9 @@ TEST(Codec, SubscribeV5RetainHandling3IsProtocolError) {
   EXPECT_TRUE(DecodeFails(bytes("82 07 0001 00 0001'a' 30"), Version::kV5, Reason::kProtocolError));
 }
 
-// KNOWN BUG: decode_subscribe (src/codec/decode.cpp) returns 0x81 Malformed for Maximum QoS 3 on
-// every version. MQTT 5.0 section 3.8.3.1 says "It is a Protocol Error if the Maximum QoS field has
-// the value 3", so on 5.0 the reason must be 0x82 (3.1.1 [MQTT-3-8.3-4] is malformed, tested above).
-TEST(Codec, SubscribeV5MaximumQos3IsProtocolError_KnownBug) {
+// MQTT 5.0 section 3.8.3.1 says "It is a Protocol Error if the Maximum QoS field has
+// the value 3", so on 5.0 the reason is 0x82 (3.1.1 [MQTT-3-8.3-4] is malformed, tested above).
+TEST(Codec, SubscribeV5MaximumQos3IsProtocolError) {
   EXPECT_TRUE(DecodeFails(bytes("82 07 0001 00 0001'a' 03"), Version::kV5, Reason::kProtocolError));
 }
 

@@ -1,1 +1,299 @@
+// Unit tests of the Mosquitto-compatible configuration parser (config::load_string and friends).
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <typeinfo>
+#include <string>
+
+#include "config/config.hpp"
+
+namespace {
+
+using tern::config::Config;
+using tern::config::ConfigError;
+
+Config load(const std::string& text, const std::string& name = "t.conf") {
+  Config c;
+  tern::config::load_string(text, name, c);
+  return c;
+}
+
+// The ConfigError message of loading `text`, or "" when it loads.
+std::string error_of(const std::string& text, const std::string& name = "t.conf") {
+  try {
+    load(text, name);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+#define EXPECT_CONTAINS(haystack, needle) \
+  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << "'" << (haystack) << "' lacks '" << (needle) << "'"
+
+// A fresh directory under the system temp dir, removed at the end of the test.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    std::random_device rd;
+    path = std::filesystem::temp_directory_path() /
+           ("tern-config-test-" + std::to_string(rd()) + "-" + std::to_string(rd()));
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    auto p = path / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+};
+
+TEST(Config, DefaultsWithoutAnyKey) {
+  Config c = load("# only a comment\n\n   \n\t# indented comment\n");
+  EXPECT_TRUE(c.listeners.empty());
+  EXPECT_FALSE(c.listeners_configured);
+  EXPECT_FALSE(c.allow_anonymous.has_value());
+  EXPECT_EQ(c.max_inflight_messages, 20);
+  EXPECT_EQ(c.max_queued_messages, 1000u);
+  EXPECT_EQ(c.persistent_client_expiration, 0u);
+  EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(Config, ListenerWithoutBindAddress) {
+  Config c = load("listener 1884\n");
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].port, 1884);
+  EXPECT_EQ(c.listeners[0].bind_address, "");
+  EXPECT_TRUE(c.listeners_configured);
+}
+
+TEST(Config, ListenerWithBindAddress) {
+  Config c = load("listener 8883 127.0.0.1\nlistener 1883 ::\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].port, 8883);
+  EXPECT_EQ(c.listeners[0].bind_address, "127.0.0.1");
+  EXPECT_EQ(c.listeners[1].port, 1883);
+  EXPECT_EQ(c.listeners[1].bind_address, "::");
+}
+
+TEST(Config, ListenerRejectsBadPort) {
+  EXPECT_CONTAINS(error_of("listener 70000\n"), "t.conf:1: listener");
+  EXPECT_CONTAINS(error_of("listener abc\n"), "t.conf:1: listener");
+  EXPECT_CONTAINS(error_of("listener\n"), "t.conf:1: listener");
+}
+
+TEST(Config, ListenerSettingsApplyToTheLastListener) {
+  Config c = load("listener 1883\nlistener 1884\nsocket_domain ipv4\nmax_connections 10\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].socket_domain, "");
+  EXPECT_EQ(c.listeners[1].socket_domain, "ipv4");
+  EXPECT_EQ(c.listeners[1].max_connections, 10u);
+}
+
+TEST(Config, BadMaxConnectionsValueIsAConfigError) {
+  // A bad number must be reported like every other bad value (file, line, key), not escape as a
+  // std::invalid_argument from std::stol.
+  try {
+    load("listener 1883\nmax_connections lots\n");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "t.conf:2: max_connections");
+  } catch (const std::exception& e) {
+    FAIL() << "threw " << typeid(e).name() << " instead of ConfigError: " << e.what();
+  }
+}
+
+TEST(Config, MaxConnectionsWithoutListenerCreatesAConfiguredDefaultListener) {
+  // Mosquitto 2.0 creates the default listener (port 1883, all addresses) when max_connections is set
+  // without a listener, and a configured listener turns anonymous access off. Tern must not end up
+  // listening on every address with anonymous access on.
+  Config c = load("max_connections 100\n");
+  tern::config::finalize(c);
+  bool all_addresses = false;
+  for (const auto& l : c.listeners) {
+    if (l.bind_address != "127.0.0.1" && l.bind_address != "::1") all_addresses = true;
+  }
+  ASSERT_TRUE(all_addresses) << "listeners: " << c.listeners.size();
+  EXPECT_TRUE(c.listeners_configured);
+  EXPECT_FALSE(c.effective_allow_anonymous()) << "anonymous access open on every address";
+}
+
+TEST(Config, AllowAnonymous) {
+  EXPECT_EQ(load("allow_anonymous true\n").allow_anonymous, std::optional<bool>(true));
+  EXPECT_EQ(load("allow_anonymous false\n").allow_anonymous, std::optional<bool>(false));
+  EXPECT_CONTAINS(error_of("allow_anonymous yes\n"), "t.conf:1: allow_anonymous");
+  EXPECT_CONTAINS(error_of("allow_anonymous\n"), "t.conf:1: allow_anonymous");
+}
+
+TEST(Config, MaxInflightMessages) {
+  EXPECT_EQ(load("max_inflight_messages 5\n").max_inflight_messages, 5);
+  EXPECT_EQ(load("max_inflight_messages 0\n").max_inflight_messages, 0);
+  EXPECT_CONTAINS(error_of("max_inflight_messages 65536\n"), "t.conf:1: max_inflight_messages");
+  EXPECT_CONTAINS(error_of("max_inflight_messages -1\n"), "t.conf:1: max_inflight_messages");
+}
+
+TEST(Config, MaxQueuedMessages) {
+  EXPECT_EQ(load("max_queued_messages 0\n").max_queued_messages, 0u);
+  EXPECT_EQ(load("max_queued_messages 250000\n").max_queued_messages, 250000u);
+  EXPECT_CONTAINS(error_of("max_queued_messages 12x\n"), "t.conf:1: max_queued_messages");
+}
+
+TEST(Config, PersistentClientExpirationDurations) {
+  EXPECT_EQ(load("persistent_client_expiration 14d\n").persistent_client_expiration, 1209600u);
+  EXPECT_EQ(load("persistent_client_expiration 2h\n").persistent_client_expiration, 7200u);
+  EXPECT_EQ(load("persistent_client_expiration 1w\n").persistent_client_expiration, 604800u);
+  EXPECT_EQ(load("persistent_client_expiration 1m\n").persistent_client_expiration, 2592000u);
+  EXPECT_EQ(load("persistent_client_expiration 1y\n").persistent_client_expiration, 31536000u);
+  EXPECT_CONTAINS(error_of("persistent_client_expiration 14\n"), "t.conf:1: persistent_client_expiration");
+  EXPECT_CONTAINS(error_of("persistent_client_expiration d\n"), "t.conf:1: persistent_client_expiration");
+  EXPECT_CONTAINS(error_of("persistent_client_expiration 1000000y\n"), "t.conf:1: persistent_client_expiration");
+}
+
+TEST(Config, LogTypeAccumulatesAndReplacesTheDefault) {
+  Config def = load("");
+  EXPECT_FALSE(def.log_types_set);
+  Config c = load("log_type error\nlog_type subscribe\n");
+  EXPECT_TRUE(c.log_types_set);
+  EXPECT_EQ(c.log_types, tern::config::kLogError | tern::config::kLogSubscribe)
+      << "the first log_type replaces the default set";
+}
+
+TEST(Config, LogTypeAllAndNone) {
+  EXPECT_EQ(load("log_type all\n").log_types, unsigned{tern::config::kLogAll});
+  Config none = load("log_type none\n");
+  EXPECT_TRUE(none.log_types_set);
+  EXPECT_EQ(none.log_types, 0u);
+  EXPECT_CONTAINS(error_of("log_type chatty\n"), "t.conf:1: log_type");
+}
+
+TEST(Config, LogDest) {
+  Config c = load("log_dest file /var/log/tern.log\nlog_dest stdout\n");
+  EXPECT_EQ(c.log_dest, (std::vector<std::string>{"file /var/log/tern.log", "stdout"}));
+  EXPECT_CONTAINS(error_of("log_dest file\n"), "t.conf:1: log_dest");
+  EXPECT_CONTAINS(error_of("log_dest pigeon\n"), "t.conf:1: log_dest");
+  Config s = load("log_dest syslog\n");
+  EXPECT_TRUE(s.log_dest.empty());
+  ASSERT_EQ(s.warnings.size(), 1u);
+}
+
+TEST(Config, UnknownKeyErrorNamesFileLineAndKey) {
+  try {
+    load("listener 1883\n# comment\nfrobnicate 1\n");
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    EXPECT_CONTAINS(e.what(), "t.conf:3: frobnicate");
+  }
+}
+
+TEST(Config, WindowsLineEndingsAreAccepted) {
+  Config c = load("listener 1884\r\nallow_anonymous true\r\n");
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].port, 1884);
+  EXPECT_EQ(c.allow_anonymous, std::optional<bool>(true));
+}
+
+TEST(Config, PasswordFileIsRefusedForSecurity) {
+  EXPECT_THROW(load("password_file /etc/mosquitto/passwd\n"), ConfigError);
+  EXPECT_CONTAINS(error_of("listener 1883\npassword_file /etc/mosquitto/passwd\n"), "t.conf:2: password_file");
+  EXPECT_THROW(load("acl_file /etc/mosquitto/acl\n"), ConfigError);
+  EXPECT_THROW(load("certfile /x.pem\n"), ConfigError);
+}
+
+TEST(Config, AutosaveIntervalOnlyWarns) {
+  Config c;
+  ASSERT_NO_THROW(tern::config::load_string("autosave_interval 1800\n", "t.conf", c));
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_CONTAINS(c.warnings[0], "t.conf:1: autosave_interval");
+}
+
+TEST(Config, PersistenceFalseIsAcceptedAndTrueRefused) {
+  EXPECT_NO_THROW(load("persistence false\n"));
+  EXPECT_CONTAINS(error_of("persistence true\n"), "t.conf:1: persistence");
+}
+
+TEST(Config, BridgeKeysAreRefused) {
+  EXPECT_CONTAINS(error_of("connection mybridge\n"), "t.conf:1: connection");
+  EXPECT_CONTAINS(error_of("bridge_protocol_version mqttv311\n"), "t.conf:1: bridge_protocol_version");
+}
+
+TEST(Config, IncludeDirLoadsConfFilesInAlphabeticalOrder) {
+  TempDir d;
+  d.write("b.conf", "log_dest file /b\nmax_inflight_messages 7\n");
+  d.write("a.conf", "log_dest file /a\nmax_inflight_messages 5\n");
+  d.write("10-c.conf", "log_dest file /10-c\n");
+  d.write("z.conf", "log_dest file /z\n");
+  d.write("notes.txt", "frobnicate 1\n");  // not *.conf: ignored
+  std::filesystem::create_directory(d.path / "sub.conf");  // a directory: ignored
+  Config c = load("log_dest stderr\ninclude_dir " + d.path.string() + "\nlog_dest stdout\n");
+  EXPECT_EQ(c.log_dest, (std::vector<std::string>{"stderr", "file /10-c", "file /a", "file /b", "file /z", "stdout"}));
+  EXPECT_EQ(c.max_inflight_messages, 7) << "b.conf loaded after a.conf";
+}
+
+TEST(Config, ErrorInIncludedFileNamesThatFile) {
+  TempDir d;
+  std::string f = d.write("bad.conf", "# first\nallow_anonymous true\nfrobnicate x\n");
+  EXPECT_CONTAINS(error_of("include_dir " + d.path.string() + "\n"), f + ":3: frobnicate");
+}
+
+TEST(Config, IncludeDirThatDoesNotExistIsAnError) {
+  TempDir d;
+  EXPECT_CONTAINS(error_of("include_dir " + (d.path / "missing").string() + "\n"), "t.conf:1: include_dir");
+}
+
+TEST(Config, LoadFile) {
+  TempDir d;
+  std::string f = d.write("main.conf", "listener 1999\nallow_anonymous true\n");
+  Config c;
+  tern::config::load_file(f, c);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].port, 1999);
+  Config c2;
+  EXPECT_THROW(tern::config::load_file((d.path / "nope.conf").string(), c2), ConfigError);
+}
+
+TEST(Config, EffectiveAllowAnonymousWithoutListenerIsTrue) {
+  Config c = load("max_inflight_messages 5\n");
+  EXPECT_TRUE(c.effective_allow_anonymous());
+}
+
+TEST(Config, EffectiveAllowAnonymousWithListenerDefaultsToFalse) {
+  Config c = load("listener 1883\n");
+  EXPECT_FALSE(c.effective_allow_anonymous());
+  Config p = load("port 1883\n");
+  EXPECT_FALSE(p.effective_allow_anonymous());
+}
+
+TEST(Config, EffectiveAllowAnonymousWithListenerAndAllowAnonymousTrue) {
+  Config c = load("listener 1883\nallow_anonymous true\n");
+  EXPECT_TRUE(c.effective_allow_anonymous());
+  Config f = load("allow_anonymous false\n");
+  EXPECT_FALSE(f.effective_allow_anonymous());
+}
+
+TEST(Config, FinalizeAddsLoopbackListenersWhenNoneConfigured) {
+  Config c = load("");
+  tern::config::finalize(c);
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.listeners[0].port, 1883);
+  EXPECT_EQ(c.listeners[0].bind_address, "127.0.0.1");
+  EXPECT_EQ(c.listeners[1].port, 1883);
+  EXPECT_EQ(c.listeners[1].bind_address, "::1");
+  EXPECT_EQ(c.log_dest, std::vector<std::string>{"stderr"});
+  EXPECT_TRUE(c.effective_allow_anonymous()) << "the default loopback listener allows anonymous clients";
+}
+
+TEST(Config, FinalizeKeepsConfiguredListeners) {
+  Config c = load("listener 1884 0.0.0.0\nlog_dest stdout\n");
+  tern::config::finalize(c);
+  ASSERT_EQ(c.listeners.size(), 1u);
+  EXPECT_EQ(c.listeners[0].port, 1884);
+  EXPECT_EQ(c.listeners[0].bind_address, "0.0.0.0");
+  EXPECT_EQ(c.log_dest, std::vector<std::string>{"stdout"});
+}
+
+}  // namespace

@@ -1,1 +1,1117 @@
+// Unit tests of the sans-I/O server state machine (protocol::ServerConnection): bytes and time go in,
+// bytes to send and handler calls come out. Test names quote the MQTT statement they check.
 #include <gtest/gtest.h>
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "codec/codec.hpp"
+#include "protocol/server_connection.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using tern::Reason;
+using tern::codec::Version;
+using tern::protocol::CloseCause;
+using tern::protocol::Delivery;
+using tern::protocol::Message;
+using tern::protocol::MessagePtr;
+using tern::protocol::OutboundFlight;
+using tern::protocol::ServerConnection;
+using tern::protocol::ServerLimits;
+using tern::protocol::SessionState;
+using tern::protocol::TimePoint;
+namespace codec = tern::codec;
+
+// Records every call; accepts on a SessionState it owns, or refuses when told to.
+struct FakeHandler : tern::protocol::ConnectionHandler {
+  SessionState state;
+  bool session_present = false;
+  std::optional<Reason> refuse_with;
+  Reason publish_reason = Reason::kSuccess;
+
+  int connects = 0;
+  std::optional<codec::Connect> last_connect;
+  std::vector<MessagePtr> published;
+  std::vector<std::size_t> out_size_at_publish;  // bytes queued when on_publish ran
+  std::vector<std::vector<std::uint8_t>> subscribe_codes;
+  int subscribed_calls = 0;
+  int unsubscribes = 0;
+  int closes = 0;
+  CloseCause closed_cause = CloseCause::kNone;
+  bool will_at_close = false;
+  std::vector<std::string> logs;
+
+  void on_connect(ServerConnection& c, codec::Connect& connect) override {
+    ++connects;
+    last_connect = connect;
+    if (refuse_with) {
+      c.refuse(*refuse_with);
+      return;
+    }
+    // Like the broker (shard.cpp): CONNACK properties the protocol layer decided go back in accept().
+    codec::Properties props;
+    if (connect.props.assigned_client_id) props.assigned_client_id = connect.props.assigned_client_id;
+    if (connect.props.server_keep_alive) props.server_keep_alive = connect.props.server_keep_alive;
+    c.accept(&state, session_present, std::move(props));
+  }
+  Reason on_publish(ServerConnection& c, const MessagePtr& m) override {
+    published.push_back(m);
+    out_size_at_publish.push_back(c.out().size());
+    return publish_reason;
+  }
+  void on_subscribe(ServerConnection&, const codec::Subscribe&, std::vector<std::uint8_t>& codes) override {
+    subscribe_codes.push_back(codes);
+  }
+  void on_subscribed(ServerConnection&, const codec::Subscribe&, const std::vector<std::uint8_t>&) override {
+    ++subscribed_calls;
+  }
+  void on_unsubscribe(ServerConnection&, const codec::Unsubscribe&, std::vector<std::uint8_t>&) override {
+    ++unsubscribes;
+  }
+  void on_closed(ServerConnection& c, CloseCause cause) override {
+    ++closes;
+    closed_cause = cause;
+    will_at_close = c.will().has_value();
+  }
+  void log(int, const std::string& line) override { logs.push_back(line); }
+};
+
+// One connection, a fake clock (t0 plus offsets) and a decoder for what the server sends.
+struct Harness {
+  FakeHandler h;
+  ServerLimits limits;
+  TimePoint t0 = TimePoint{} + 1000h;
+  std::unique_ptr<ServerConnection> c;
+  std::deque<std::string> storage;  // keeps decoded payload views valid
+
+  Harness() = default;
+  void start() { c = std::make_unique<ServerConnection>(h, limits, "127.0.0.1:50000", t0); }
+
+  void feed(const std::string& bytes, std::chrono::milliseconds at = 0ms) {
+    c->on_bytes(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), t0 + at);
+  }
+  void feed(const codec::Packet& p, Version v, std::chrono::milliseconds at = 0ms) {
+    feed(encode(p, v), at);
+  }
+  static std::string encode(const codec::Packet& p, Version v) {
+    std::string b;
+    codec::encode_packet(p, v, b);
+    return b;
+  }
+
+  // Everything queued for sending (bytes with spliced payloads), then cleared.
+  std::string take_raw() {
+    auto& o = c->out();
+    std::string flat;
+    std::size_t pos = 0;
+    for (const auto& s : o.splices) {
+      flat.append(o.bytes, pos, s.offset - pos);
+      flat.append(s.msg->payload);
+      pos = s.offset;
+    }
+    flat.append(o.bytes, pos, std::string::npos);
+    o.clear();
+    return flat;
+  }
+
+  // Decodes everything queued for sending with the connection's version.
+  std::vector<codec::Packet> take(std::optional<Version> v = std::nullopt) {
+    storage.push_back(take_raw());
+    const std::string& raw = storage.back();
+    std::vector<codec::Packet> out;
+    std::size_t off = 0;
+    const auto* data = reinterpret_cast<const std::uint8_t*>(raw.data());
+    while (off < raw.size()) {
+      codec::FrameHeader fh;
+      codec::DecodeError err;
+      auto st = codec::parse_frame(data + off, raw.size() - off, 0, fh, err);
+      EXPECT_EQ(st, codec::FrameStatus::kComplete) << "server sent an incomplete or bad frame";
+      if (st != codec::FrameStatus::kComplete) break;
+      codec::Packet p;
+      auto e = codec::decode_packet(fh, data + off + fh.header_size, v.value_or(c->version()), p);
+      EXPECT_FALSE(e) << "server sent an undecodable packet: " << (e.what ? e.what : "");
+      if (e) break;
+      out.push_back(std::move(p));
+      off += fh.total();
+    }
+    return out;
+  }
+
+  // CONNECT and the CONNACK it gets; the CONNACK is consumed.
+  void connect(Version v, std::string id = "client-1", bool clean = true, std::uint16_t keepalive = 60,
+               std::optional<codec::Will> will = std::nullopt, codec::Properties props = {}) {
+    if (!c) start();
+    feed(connect_packet(v, std::move(id), clean, keepalive, std::move(will), std::move(props)), v);
+    ASSERT_EQ(c->state(), ServerConnection::State::kConnected);
+    auto ps = take();
+    ASSERT_EQ(ps.size(), 1u);
+    ASSERT_TRUE(std::holds_alternative<codec::Connack>(ps[0]));
+    ASSERT_EQ(std::get<codec::Connack>(ps[0]).code, 0);
+  }
+
+  static codec::Connect connect_packet(Version v, std::string id = "client-1", bool clean = true,
+                                       std::uint16_t keepalive = 60,
+                                       std::optional<codec::Will> will = std::nullopt,
+                                       codec::Properties props = {}) {
+    codec::Connect cp;
+    cp.protocol_name = v == Version::kV31 ? "MQIsdp" : "MQTT";
+    cp.version = v;
+    cp.client_id = std::move(id);
+    cp.clean_start = clean;
+    cp.keepalive = keepalive;
+    cp.will = std::move(will);
+    cp.props = std::move(props);
+    return cp;
+  }
+};
+
+codec::Publish publish(std::string topic, std::string_view payload, std::uint8_t qos, std::uint16_t id = 0,
+                       bool dup = false) {
+  codec::Publish p;
+  p.topic = std::move(topic);
+  p.payload = payload;
+  p.qos = qos;
+  p.packet_id = id;
+  p.dup = dup;
+  return p;
+}
+
+codec::Ack ack(codec::PacketType t, std::uint16_t id, std::uint8_t reason = 0) {
+  return codec::Ack{t, id, reason, {}};
+}
+
+MessagePtr message(std::string topic, std::string payload, std::uint8_t qos = 1) {
+  auto m = std::make_shared<Message>();
+  m->topic = std::move(topic);
+  m->payload = std::move(payload);
+  m->qos = qos;
+  return m;
+}
+
+template <typename T>
+const T& as(const codec::Packet& p) {
+  EXPECT_TRUE(std::holds_alternative<T>(p)) << "unexpected packet variant index " << p.index();
+  static const T empty{};
+  return std::holds_alternative<T>(p) ? std::get<T>(p) : empty;
+}
+
+const std::string kPingreq("\xC0\x00", 2);
+const std::string kPingresp("\xD0\x00", 2);
+
+// ---------------------------------------------------------------------------------------------------
+// CONNECT handling
+
+TEST(ServerConnection, MQTT_3_1_0_1_FirstPacketMustBeConnect) {
+  Harness t;
+  t.start();
+  t.feed(kPingreq);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  EXPECT_TRUE(t.c->out().empty()) << "nothing may be sent, not even a CONNACK";
+  EXPECT_EQ(t.h.connects, 0);
+  EXPECT_EQ(t.h.closes, 1);
+}
+
+TEST(ServerConnection, MQTT_3_1_0_1_FirstPacketPublishIsNotForwarded) {
+  Harness t;
+  t.start();
+  t.feed(publish("a/b", "x", 0), Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_TRUE(t.c->out().empty());
+  EXPECT_TRUE(t.h.published.empty());
+  // Anything after the close is ignored.
+  t.feed(Harness::connect_packet(Version::kV311), Version::kV311);
+  EXPECT_EQ(t.h.connects, 0);
+  EXPECT_TRUE(t.c->out().empty());
+  EXPECT_EQ(t.h.closes, 1);
+}
+
+TEST(ServerConnection, MQTT_3_1_0_2_SecondConnectClosesV311) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(Harness::connect_packet(Version::kV311, "client-1"), Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  EXPECT_TRUE(t.c->out().empty()) << "3.1.1 has no DISCONNECT from the server";
+  EXPECT_EQ(t.h.connects, 1);
+}
+
+TEST(ServerConnection, MQTT_3_1_0_2_SecondConnectGetsDisconnect0x82OnV5) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(Harness::connect_packet(Version::kV5, "client-1"), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+  EXPECT_EQ(t.h.connects, 1);
+}
+
+TEST(ServerConnection, MQTT_3_1_2_1_UnknownProtocolNameClosesWithoutConnack) {
+  Harness t;
+  t.start();
+  auto cp = Harness::connect_packet(Version::kV311);
+  cp.protocol_name = "MQTX";
+  t.feed(cp, Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_TRUE(t.c->out().empty());
+  EXPECT_EQ(t.h.connects, 0);
+}
+
+TEST(ServerConnection, MQTT_3_1_2_2_UnsupportedLevelGetsConnack1ThenClose) {
+  Harness t;
+  t.start();
+  auto cp = Harness::connect_packet(Version::kV311);
+  cp.version = static_cast<Version>(6);
+  t.feed(cp, Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->out().bytes, std::string("\x20\x02\x00\x01", 4)) << "CONNACK 0x01 in the 3.1.1 form";
+  EXPECT_EQ(t.h.connects, 0);
+}
+
+TEST(ServerConnection, MQTT_3_1_3_8_EmptyClientIdWithoutCleanSessionRefusedV311) {
+  Harness t;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV311, "", /*clean=*/false), Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kRefused);
+  EXPECT_EQ(t.c->out().bytes, std::string("\x20\x02\x00\x02", 4));
+  EXPECT_EQ(t.h.connects, 0);
+}
+
+TEST(ServerConnection, MQTT_3_1_3_6_EmptyClientIdWithCleanSessionGetsIdentifierV311) {
+  Harness t;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV311, "", /*clean=*/true), Version::kV311);
+  ASSERT_EQ(t.c->state(), ServerConnection::State::kConnected);
+  EXPECT_EQ(t.c->client_id().rfind("auto-", 0), 0u) << t.c->client_id();
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0);
+}
+
+TEST(ServerConnection, MQTT_3_2_2_16_V5EmptyClientIdGetsAssignedClientIdentifier) {
+  Harness t;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV5, ""), Version::kV5);
+  ASSERT_EQ(t.c->state(), ServerConnection::State::kConnected);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto& ack = as<codec::Connack>(ps[0]);
+  EXPECT_EQ(ack.code, 0);
+  ASSERT_TRUE(ack.props.assigned_client_id.has_value());
+  static const std::regex kId("auto-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}");
+  EXPECT_TRUE(std::regex_match(*ack.props.assigned_client_id, kId)) << *ack.props.assigned_client_id;
+  EXPECT_EQ(*ack.props.assigned_client_id, t.c->client_id());
+}
+
+TEST(ServerConnection, GeneratedClientIdsAreUppercaseUuidsAndDiffer) {
+  static const std::regex kId("p-[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}");
+  std::set<std::string> seen;
+  for (int i = 0; i < 100; ++i) {
+    auto id = tern::protocol::generate_client_id("p-");
+    EXPECT_TRUE(std::regex_match(id, kId)) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 100u);
+}
+
+TEST(ServerConnection, V31ClientIdOf24CharactersRefusedWithConnack2) {
+  Harness t;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV31, std::string(24, 'x')), Version::kV31);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->out().bytes, std::string("\x20\x02\x00\x02", 4));
+  EXPECT_EQ(t.h.connects, 0);
+}
+
+TEST(ServerConnection, V31ClientIdOf23CharactersAccepted) {
+  Harness t;
+  t.connect(Version::kV31, std::string(23, 'x'));
+  EXPECT_EQ(t.c->version(), Version::kV31);
+  EXPECT_EQ(t.h.connects, 1);
+}
+
+TEST(ServerConnection, HandlerRefusalSendsConnackAndCloses) {
+  Harness t;
+  t.h.refuse_with = Reason::kNotAuthorized;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV311), Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kRefused);
+  EXPECT_EQ(t.c->out().bytes, std::string("\x20\x02\x00\x05", 4));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Timers
+
+TEST(ServerConnection, MQTT_3_1_2_24_KeepaliveTimeoutAtOneAndAHalfPeriodsV311) {
+  Harness t;
+  t.connect(Version::kV311, "k", true, /*keepalive=*/10);
+  t.c->on_tick(t.t0 + 14s);
+  EXPECT_FALSE(t.c->closed()) << "1.4 x keepalive must not close";
+  t.c->on_tick(t.t0 + 16s);
+  EXPECT_TRUE(t.c->closed()) << "1.6 x keepalive must close";
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kKeepaliveTimeout);
+  EXPECT_TRUE(t.c->out().empty());
+}
+
+TEST(ServerConnection, MQTT_3_1_2_24_KeepaliveTimeoutSendsDisconnect0x8DOnV5) {
+  Harness t;
+  t.connect(Version::kV5, "k", true, /*keepalive=*/10);
+  t.c->on_tick(t.t0 + 14s);
+  EXPECT_FALSE(t.c->closed());
+  t.c->on_tick(t.t0 + 16s);
+  ASSERT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x8D);
+}
+
+TEST(ServerConnection, MQTT_3_1_2_23_AnyPacketResetsKeepaliveTimer) {
+  Harness t;
+  t.connect(Version::kV311, "k", true, /*keepalive=*/10);
+  t.feed(kPingreq, 10s);
+  EXPECT_EQ(t.take_raw(), kPingresp);
+  t.c->on_tick(t.t0 + 24s);  // 14 s after the PINGREQ
+  EXPECT_FALSE(t.c->closed());
+  t.c->on_tick(t.t0 + 26s);  // 16 s after the PINGREQ
+  EXPECT_TRUE(t.c->closed());
+}
+
+TEST(ServerConnection, KeepaliveZeroNeverTimesOut) {
+  Harness t;
+  t.connect(Version::kV311, "k", true, /*keepalive=*/0);
+  t.c->on_tick(t.t0 + 100000s);
+  EXPECT_FALSE(t.c->closed());
+}
+
+TEST(ServerConnection, ConnectTimeoutClosesWithoutSending) {
+  Harness t;
+  t.limits.connect_timeout = 5000ms;
+  t.start();
+  t.c->on_tick(t.t0 + 4900ms);
+  EXPECT_FALSE(t.c->closed());
+  t.c->on_tick(t.t0 + 5100ms);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kConnectTimeout);
+  EXPECT_TRUE(t.c->out().empty());
+  EXPECT_EQ(t.h.closes, 1);
+}
+
+TEST(ServerConnection, NoConnectTimeoutOnceConnected) {
+  Harness t;
+  t.limits.connect_timeout = 5000ms;
+  t.connect(Version::kV311, "k", true, /*keepalive=*/0);
+  t.c->on_tick(t.t0 + 60s);
+  EXPECT_FALSE(t.c->closed());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// PINGREQ, PUBLISH and acknowledgements
+
+TEST(ServerConnection, MQTT_3_12_4_1_PingreqGetsPingresp) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(kPingreq);
+  EXPECT_EQ(t.take_raw(), kPingresp);
+  EXPECT_FALSE(t.c->closed());
+}
+
+TEST(ServerConnection, Qos0PublishForwardedWithoutAck) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(publish("a/b", "hello", 0), Version::kV311);
+  ASSERT_EQ(t.h.published.size(), 1u);
+  EXPECT_EQ(t.h.published[0]->topic, "a/b");
+  EXPECT_EQ(t.h.published[0]->payload, "hello");
+  EXPECT_EQ(t.h.published[0]->qos, 0);
+  EXPECT_EQ(t.h.published[0]->origin, "client-1");
+  EXPECT_TRUE(t.c->out().empty());
+}
+
+TEST(ServerConnection, MQTT_4_3_2_2_Qos1PublishForwardedThenPubackWithSameId) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(publish("a/b", "hello", 1, 4242), Version::kV311);
+  ASSERT_EQ(t.h.published.size(), 1u);
+  EXPECT_EQ(t.h.published[0]->topic, "a/b");
+  EXPECT_EQ(t.h.published[0]->payload, "hello");
+  EXPECT_EQ(t.h.published[0]->qos, 1);
+  EXPECT_EQ(t.h.out_size_at_publish[0], 0u) << "the message is handed on before PUBACK is sent";
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto& a = as<codec::Ack>(ps[0]);
+  EXPECT_EQ(a.type, codec::PacketType::kPuback);
+  EXPECT_EQ(a.packet_id, 4242);
+}
+
+TEST(ServerConnection, V5PubackCarriesHandlerReason) {
+  Harness t;
+  t.h.publish_reason = Reason::kNoMatchingSubscribers;
+  t.connect(Version::kV5);
+  t.feed(publish("a/b", "x", 1, 9), Version::kV5);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 9);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).reason, 0x10);
+}
+
+TEST(ServerConnection, MQTT_4_3_3_2_Qos2PublishHeldUntilPubrelThenForwardedOnce) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(publish("q/2", "two", 2, 77), Version::kV311);
+  EXPECT_TRUE(t.h.published.empty()) << "not forwarded before PUBREL";
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubrec);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 77);
+
+  t.feed(ack(codec::PacketType::kPubrel, 77), Version::kV311);
+  ASSERT_EQ(t.h.published.size(), 1u);
+  EXPECT_EQ(t.h.published[0]->topic, "q/2");
+  EXPECT_EQ(t.h.published[0]->payload, "two");
+  EXPECT_EQ(t.h.published[0]->qos, 2);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubcomp);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 77);
+  EXPECT_TRUE(t.h.state.inbound_qos2.empty());
+
+  // A repeated PUBREL gets PUBCOMP again and forwards nothing [MQTT-4.3.3-11].
+  t.feed(ack(codec::PacketType::kPubrel, 77), Version::kV311);
+  EXPECT_EQ(t.h.published.size(), 1u);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubcomp);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 77);
+}
+
+TEST(ServerConnection, MQTT_4_3_3_9_ResentQos2PublishGetsPubrecAndIsNotForwardedTwice) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(publish("q/2", "two", 2, 5), Version::kV311);
+  t.feed(publish("q/2", "two", 2, 5, /*dup=*/true), Version::kV311);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 2u);
+  for (const auto& p : ps) {
+    EXPECT_EQ(as<codec::Ack>(p).type, codec::PacketType::kPubrec);
+    EXPECT_EQ(as<codec::Ack>(p).packet_id, 5);
+  }
+  EXPECT_TRUE(t.h.published.empty());
+  t.feed(ack(codec::PacketType::kPubrel, 5), Version::kV311);
+  EXPECT_EQ(t.h.published.size(), 1u);
+}
+
+TEST(ServerConnection, MQTT_4_6_0_2_PubacksSentInTheOrderPublishesArrived) {
+  Harness t;
+  t.connect(Version::kV311);
+  const std::uint16_t ids[] = {5, 3, 9, 1, 65535, 2};
+  std::string all;
+  for (auto id : ids) all += Harness::encode(publish("o", "p", 1, id), Version::kV311);
+  t.feed(all);  // one read, several packets
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), std::size(ids));
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    EXPECT_EQ(as<codec::Ack>(ps[i]).type, codec::PacketType::kPuback);
+    EXPECT_EQ(as<codec::Ack>(ps[i]).packet_id, ids[i]) << "at position " << i;
+  }
+  EXPECT_EQ(t.h.published.size(), std::size(ids));
+}
+
+TEST(ServerConnection, MQTT_4_6_0_3_PubrecsSentInTheOrderPublishesArrived) {
+  Harness t;
+  t.connect(Version::kV311);
+  const std::uint16_t ids[] = {8, 2, 6};
+  std::string all;
+  for (auto id : ids) all += Harness::encode(publish("o", "p", 2, id), Version::kV311);
+  t.feed(all);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), std::size(ids));
+  for (std::size_t i = 0; i < ps.size(); ++i) {
+    EXPECT_EQ(as<codec::Ack>(ps[i]).type, codec::PacketType::kPubrec);
+    EXPECT_EQ(as<codec::Ack>(ps[i]).packet_id, ids[i]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Outbound deliveries
+
+TEST(ServerConnection, OutboundQos1RespectsInflightWindow) {
+  Harness t;
+  t.limits.max_inflight = 2;
+  t.connect(Version::kV311);
+  for (int i = 0; i < 3; ++i) t.c->deliver(Delivery{message("d", "m" + std::to_string(i)), 1, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 2u) << "only two in flight";
+  const auto& p0 = as<codec::Publish>(ps[0]);
+  const auto& p1 = as<codec::Publish>(ps[1]);
+  EXPECT_EQ(p0.payload, "m0");
+  EXPECT_EQ(p1.payload, "m1");
+  EXPECT_EQ(p0.qos, 1);
+  EXPECT_FALSE(p0.dup);
+  EXPECT_NE(p0.packet_id, 0);
+  EXPECT_NE(p1.packet_id, 0);
+  EXPECT_NE(p0.packet_id, p1.packet_id);
+  EXPECT_EQ(t.h.state.inflight.size(), 2u);
+  EXPECT_EQ(t.h.state.queue.size(), 1u);
+
+  std::uint16_t still_in_flight = p1.packet_id;
+  t.feed(ack(codec::PacketType::kPuback, p0.packet_id), Version::kV311);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u) << "PUBACK frees a slot for the queued message";
+  const auto& p2 = as<codec::Publish>(ps[0]);
+  EXPECT_EQ(p2.payload, "m2");
+  EXPECT_NE(p2.packet_id, 0);
+  EXPECT_NE(p2.packet_id, still_in_flight);
+  EXPECT_TRUE(t.h.state.queue.empty());
+  EXPECT_EQ(t.h.state.inflight.size(), 2u);
+}
+
+TEST(ServerConnection, MQTT_2_3_1_2_OutboundPacketIdsAreNonZeroAndUniqueInFlight) {
+  Harness t;
+  t.limits.max_inflight = 20;
+  t.connect(Version::kV311);
+  // Start near the wrap-around to make sure 0 is skipped.
+  t.h.state.next_packet_id = 65530;
+  for (int i = 0; i < 20; ++i) t.c->deliver(Delivery{message("d", "x"), 1, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 20u);
+  std::set<std::uint16_t> ids;
+  for (const auto& p : ps) {
+    EXPECT_NE(as<codec::Publish>(p).packet_id, 0);
+    ids.insert(as<codec::Publish>(p).packet_id);
+  }
+  EXPECT_EQ(ids.size(), 20u);
+  // Ack one, deliver one: the new id is not one still in flight.
+  t.feed(ack(codec::PacketType::kPuback, as<codec::Publish>(ps[5]).packet_id), Version::kV311);
+  ids.erase(as<codec::Publish>(ps[5]).packet_id);
+  t.c->deliver(Delivery{message("d", "y"), 1, false, {}});
+  auto more = t.take();
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(ids.count(as<codec::Publish>(more[0]).packet_id), 0u);
+  EXPECT_NE(as<codec::Publish>(more[0]).packet_id, 0);
+}
+
+TEST(ServerConnection, OutboundQos2FlowPubrecPubrelPubcomp) {
+  Harness t;
+  t.limits.max_inflight = 1;
+  t.connect(Version::kV311);
+  t.c->deliver(Delivery{message("d", "a", 2), 2, false, {}});
+  t.c->deliver(Delivery{message("d", "b", 2), 2, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  auto id = as<codec::Publish>(ps[0]).packet_id;
+  EXPECT_EQ(as<codec::Publish>(ps[0]).qos, 2);
+  t.feed(ack(codec::PacketType::kPubrec, id), Version::kV311);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u) << "PUBREL only; the slot is still taken until PUBCOMP";
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubrel);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, id);
+  t.feed(ack(codec::PacketType::kPubcomp, id), Version::kV311);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Publish>(ps[0]).payload, "b");
+}
+
+TEST(ServerConnection, MQTT_3_3_4_9_V5ClientReceiveMaximumLimitsTheWindow) {
+  Harness t;
+  t.limits.max_inflight = 20;
+  codec::Properties props;
+  props.receive_maximum = 1;
+  t.connect(Version::kV5, "rm", true, 60, std::nullopt, props);
+  t.c->deliver(Delivery{message("d", "a"), 1, false, {}});
+  t.c->deliver(Delivery{message("d", "b"), 1, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u) << "the client allows one unacknowledged QoS 1 PUBLISH";
+  t.feed(ack(codec::PacketType::kPuback, as<codec::Publish>(ps[0]).packet_id), Version::kV5);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Publish>(ps[0]).payload, "b");
+}
+
+TEST(ServerConnection, MQTT_3_1_2_25_PublishLargerThanClientMaximumPacketSizeIsDiscardedAsIfSent) {
+  // "Where a Packet is too large to send, the Server MUST discard it without sending it and then
+  // behave as if it had completed sending that Application Message" [MQTT-3.1.2-25]: a discarded QoS 1
+  // message must not hold an in-flight slot waiting for a PUBACK that can never come.
+  Harness t;
+  t.limits.max_inflight = 1;
+  codec::Properties props;
+  props.maximum_packet_size = 64;
+  t.connect(Version::kV5, "small", true, 60, std::nullopt, props);
+  t.c->deliver(Delivery{message("big", std::string(200, 'x')), 1, false, {}});
+  EXPECT_TRUE(t.c->out().empty()) << "too large to send";
+  t.c->deliver(Delivery{message("small", "ok"), 1, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u) << "the small message is sent: the large one no longer occupies the window";
+  EXPECT_EQ(as<codec::Publish>(ps[0]).payload, "ok");
+  EXPECT_EQ(t.h.state.inflight.size(), 1u);
+  EXPECT_TRUE(t.h.state.queue.empty());
+}
+
+TEST(ServerConnection, InboundPacketLargerThanMaximumGetsDisconnect0x95OnV5) {
+  Harness t;
+  t.limits.max_packet_size = 100;
+  t.connect(Version::kV5);
+  t.feed(publish("t", std::string(200, 'x'), 0), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_TRUE(t.h.published.empty());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x95);
+}
+
+TEST(ServerConnection, MQTT_3_3_4_9_V5InboundQos2BeyondReceiveMaximumIsError0x93) {
+  Harness t;
+  t.limits.receive_maximum = 2;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV5, "rm"), Version::kV5);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).props.receive_maximum, std::optional<std::uint16_t>(2));
+  t.feed(publish("q", "1", 2, 1), Version::kV5);
+  t.feed(publish("q", "2", 2, 2), Version::kV5);
+  EXPECT_FALSE(t.c->closed());
+  t.feed(publish("q", "3", 2, 3), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 3u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[2]).reason, 0x93);
+}
+
+TEST(ServerConnection, MQTT_3_2_2_21_V5KeepaliveAboveMaximumGetsServerKeepAlive) {
+  Harness t;
+  t.limits.max_keepalive = 30;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV5, "ka", true, 120), Version::kV5);
+  ASSERT_EQ(t.c->state(), ServerConnection::State::kConnected);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).props.server_keep_alive, std::optional<std::uint16_t>(30));
+  EXPECT_EQ(t.c->keepalive(), 30);
+  t.c->on_tick(t.t0 + 44s);
+  EXPECT_FALSE(t.c->closed());
+  t.c->on_tick(t.t0 + 46s);
+  EXPECT_TRUE(t.c->closed()) << "the server keep alive applies";
+}
+
+TEST(ServerConnection, LargePayloadIsSplicedNotCopied) {
+  Harness t;
+  t.connect(Version::kV311);
+  std::string big(600, 'z');
+  big[0] = 'A';
+  big.back() = 'Z';
+  t.c->deliver(Delivery{message("big", big, 0), 0, false, {}});
+  t.c->deliver(Delivery{message("small", "s", 0), 0, false, {}});
+  EXPECT_EQ(t.c->out().splices.size(), 1u);
+  EXPECT_EQ(t.c->out().size(), t.c->out().bytes.size() + 600);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(as<codec::Publish>(ps[0]).topic, "big");
+  EXPECT_EQ(as<codec::Publish>(ps[0]).payload, big);
+  EXPECT_EQ(as<codec::Publish>(ps[1]).payload, "s");
+}
+
+TEST(ServerConnection, MQTT_4_4_0_1_UnacknowledgedFlightsResentWithDupInOriginalOrder) {
+  Harness t;
+  // A session left over from an earlier connection: QoS 1 unacked, QoS 2 released (PUBREC seen),
+  // QoS 2 unacked.
+  t.h.state.inflight.push_back(OutboundFlight{10, Delivery{message("s/1", "one", 1), 1, false, {}}, false});
+  t.h.state.inflight.push_back(OutboundFlight{11, Delivery{nullptr, 2, false, {}}, true});
+  t.h.state.inflight.push_back(OutboundFlight{12, Delivery{message("s/3", "three", 2), 2, false, {}}, false});
+  t.h.state.next_packet_id = 13;
+  t.h.session_present = true;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV311, "persist", /*clean=*/false), Version::kV311);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 4u);
+  EXPECT_TRUE(as<codec::Connack>(ps[0]).session_present);
+  const auto& a = as<codec::Publish>(ps[1]);
+  EXPECT_EQ(a.packet_id, 10);
+  EXPECT_TRUE(a.dup);
+  EXPECT_EQ(a.qos, 1);
+  EXPECT_EQ(a.topic, "s/1");
+  EXPECT_EQ(a.payload, "one");
+  const auto& b = as<codec::Ack>(ps[2]);
+  EXPECT_EQ(b.type, codec::PacketType::kPubrel);
+  EXPECT_EQ(b.packet_id, 11);
+  const auto& c = as<codec::Publish>(ps[3]);
+  EXPECT_EQ(c.packet_id, 12);
+  EXPECT_TRUE(c.dup);
+  EXPECT_EQ(c.qos, 2);
+  EXPECT_EQ(c.payload, "three");
+}
+
+TEST(ServerConnection, QueuedMessagesSentAfterResentFlightsOnReconnect) {
+  Harness t;
+  t.limits.max_inflight = 2;
+  t.h.state.inflight.push_back(OutboundFlight{1, Delivery{message("s", "old", 1), 1, false, {}}, false});
+  t.h.state.queue.push_back(Delivery{message("s", "q1", 1), 1, false, {}});
+  t.h.state.queue.push_back(Delivery{message("s", "q2", 1), 1, false, {}});
+  t.h.state.queued_bytes = 4;
+  t.h.state.next_packet_id = 2;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV311, "persist", false), Version::kV311);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 3u) << "CONNACK, resent flight, one queued message (window 2)";
+  EXPECT_EQ(as<codec::Publish>(ps[1]).payload, "old");
+  EXPECT_TRUE(as<codec::Publish>(ps[1]).dup);
+  EXPECT_EQ(as<codec::Publish>(ps[2]).payload, "q1");
+  EXPECT_FALSE(as<codec::Publish>(ps[2]).dup);
+  EXPECT_NE(as<codec::Publish>(ps[2]).packet_id, 1);
+  EXPECT_EQ(t.h.state.queue.size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// DISCONNECT and the will
+
+codec::Will test_will() {
+  codec::Will w;
+  w.topic = "will/t";
+  w.payload = "gone";
+  w.qos = 1;
+  return w;
+}
+
+TEST(ServerConnection, MQTT_3_14_4_3_DisconnectDiscardsWillV311) {
+  Harness t;
+  t.connect(Version::kV311, "w", true, 60, test_will());
+  ASSERT_TRUE(t.c->will().has_value());
+  t.feed(std::string("\xE0\x00", 2));
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kClientDisconnect);
+  EXPECT_FALSE(t.c->will().has_value());
+  EXPECT_FALSE(t.h.will_at_close) << "the will is gone before on_closed runs";
+  EXPECT_TRUE(t.c->out().empty());
+}
+
+TEST(ServerConnection, MQTT_3_1_2_8_WillKeptWhenConnectionDropsWithoutDisconnect) {
+  Harness t;
+  t.connect(Version::kV311, "w", true, 60, test_will());
+  t.c->on_transport_closed();
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kSocketError);
+  EXPECT_TRUE(t.c->will().has_value());
+  EXPECT_TRUE(t.h.will_at_close);
+  EXPECT_EQ(t.h.closes, 1);
+  t.c->on_transport_closed();
+  EXPECT_EQ(t.h.closes, 1) << "on_closed is called once";
+}
+
+TEST(ServerConnection, MQTT_3_14_2_V5DisconnectWithWillMessageKeepsWill) {
+  Harness t;
+  t.connect(Version::kV5, "w", true, 60, test_will());
+  t.feed(codec::Disconnect{0x04, {}}, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kClientDisconnect);
+  EXPECT_TRUE(t.c->will().has_value());
+}
+
+TEST(ServerConnection, MQTT_3_14_4_3_V5NormalDisconnectDiscardsWill) {
+  Harness t;
+  t.connect(Version::kV5, "w", true, 60, test_will());
+  t.feed(codec::Disconnect{0x00, {}}, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_FALSE(t.c->will().has_value());
+}
+
+TEST(ServerConnection, MQTT_3_14_2_2_V5DisconnectSettingSessionExpiryFromZeroIsProtocolError) {
+  Harness t;
+  t.connect(Version::kV5, "w", true, 60, test_will());  // no Session Expiry Interval: 0
+  codec::Disconnect d;
+  d.props.session_expiry = 3600;
+  t.feed(d, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+  EXPECT_EQ(t.c->session_expiry(), 0u);
+  EXPECT_TRUE(t.c->will().has_value()) << "a protocol error is not a normal disconnect";
+}
+
+TEST(ServerConnection, V5DisconnectMayChangeNonZeroSessionExpiry) {
+  Harness t;
+  codec::Properties props;
+  props.session_expiry = 60;
+  t.connect(Version::kV5, "w", false, 60, std::nullopt, props);
+  EXPECT_EQ(t.c->session_expiry(), 60u);
+  codec::Disconnect d;
+  d.props.session_expiry = 0;
+  t.feed(d, Version::kV5);
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kClientDisconnect);
+  EXPECT_EQ(t.c->session_expiry(), 0u);
+  EXPECT_TRUE(t.c->out().empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Malformed packets and protocol errors after CONNACK
+
+TEST(ServerConnection, MQTT_4_13_1_1_MalformedPacketAfterConnackGetsDisconnect0x81OnV5) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(std::string("\xC0\x01\x00", 3));  // PINGREQ with a body
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x81);
+}
+
+TEST(ServerConnection, MQTT_4_8_0_1_MalformedPacketAfterConnackJustClosesV311) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(std::string("\x36\x05\x00\x01t\x00\x01", 7));  // PUBLISH with QoS 3
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  EXPECT_TRUE(t.c->out().empty());
+  EXPECT_TRUE(t.h.published.empty());
+}
+
+TEST(ServerConnection, PacketsAfterAFatalErrorInTheSameReadAreIgnored) {
+  Harness t;
+  t.connect(Version::kV311);
+  std::string bytes("\x36\x05\x00\x01t\x00\x01", 7);
+  bytes += Harness::encode(publish("a", "b", 1, 1), Version::kV311);
+  bytes += kPingreq;
+  t.feed(bytes);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_TRUE(t.h.published.empty());
+  EXPECT_TRUE(t.c->out().empty());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Topic aliases (5.0)
+
+TEST(ServerConnection, MQTT_3_3_2_8_TopicAliasZeroIsInvalid) {
+  Harness t;
+  t.connect(Version::kV5);
+  auto p = publish("a/b", "x", 0);
+  p.props.topic_alias = 0;
+  t.feed(p, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x94);
+  EXPECT_TRUE(t.h.published.empty());
+}
+
+TEST(ServerConnection, MQTT_3_3_2_9_TopicAliasAboveMaximumIsInvalid) {
+  Harness t;
+  t.limits.max_topic_alias = 10;
+  t.connect(Version::kV5);
+  auto p = publish("a/b", "x", 0);
+  p.props.topic_alias = 11;
+  t.feed(p, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x94);
+}
+
+TEST(ServerConnection, TopicAliasAtMaximumIsAccepted) {
+  Harness t;
+  t.limits.max_topic_alias = 10;
+  t.connect(Version::kV5);
+  auto p = publish("a/b", "x", 0);
+  p.props.topic_alias = 10;
+  t.feed(p, Version::kV5);
+  EXPECT_FALSE(t.c->closed());
+  EXPECT_EQ(t.h.published.size(), 1u);
+}
+
+TEST(ServerConnection, UnknownTopicAliasWithEmptyTopicIsProtocolError) {
+  Harness t;
+  t.connect(Version::kV5);
+  auto p = publish("", "x", 0);
+  p.props.topic_alias = 3;
+  t.feed(p, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+  EXPECT_TRUE(t.h.published.empty());
+}
+
+TEST(ServerConnection, TopicAliasMapsEmptyTopicToTheRegisteredTopic) {
+  Harness t;
+  t.connect(Version::kV5);
+  auto p1 = publish("sensors/temp", "20", 1, 1);
+  p1.props.topic_alias = 2;
+  t.feed(p1, Version::kV5);
+  auto p2 = publish("", "21", 1, 2);
+  p2.props.topic_alias = 2;
+  t.feed(p2, Version::kV5);
+  EXPECT_FALSE(t.c->closed());
+  ASSERT_EQ(t.h.published.size(), 2u);
+  EXPECT_EQ(t.h.published[1]->topic, "sensors/temp");
+  EXPECT_EQ(t.h.published[1]->payload, "21");
+  EXPECT_FALSE(t.h.published[1]->props.topic_alias.has_value()) << "alias is not forwarded";
+  // Re-mapping the alias to another topic.
+  auto p3 = publish("other", "x", 0);
+  p3.props.topic_alias = 2;
+  t.feed(p3, Version::kV5);
+  auto p4 = publish("", "y", 0);
+  p4.props.topic_alias = 2;
+  t.feed(p4, Version::kV5);
+  ASSERT_EQ(t.h.published.size(), 4u);
+  EXPECT_EQ(t.h.published[3]->topic, "other");
+}
+
+TEST(ServerConnection, V5EmptyTopicWithoutAliasIsProtocolError) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(publish("", "x", 0), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Incremental decoding
+
+TEST(ServerConnection, PublishSplitIntoOneByteChunksHandledExactlyOnce) {
+  Harness t;
+  t.connect(Version::kV311);
+  std::string payload(300, 'p');
+  std::string bytes = Harness::encode(publish("split/topic", payload, 1, 321), Version::kV311);
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    t.feed(bytes.substr(i, 1));
+    if (i + 1 < bytes.size()) {
+      EXPECT_TRUE(t.h.published.empty()) << "handled early at byte " << i;
+      EXPECT_TRUE(t.c->out().empty());
+    }
+  }
+  ASSERT_EQ(t.h.published.size(), 1u);
+  EXPECT_EQ(t.h.published[0]->topic, "split/topic");
+  EXPECT_EQ(t.h.published[0]->payload, payload);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 321);
+}
+
+TEST(ServerConnection, ConnectAndPublishesSplitAtEveryOffset) {
+  std::string bytes = Harness::encode(Harness::connect_packet(Version::kV5, "c"), Version::kV5);
+  bytes += Harness::encode(publish("x/1", "one", 1, 1), Version::kV5);
+  bytes += Harness::encode(publish("x/2", "two", 0), Version::kV5);
+  bytes += kPingreq;
+  for (std::size_t cut = 1; cut < bytes.size(); ++cut) {
+    Harness t;
+    t.start();
+    t.feed(bytes.substr(0, cut));
+    t.feed(bytes.substr(cut));
+    ASSERT_FALSE(t.c->closed()) << "cut at " << cut;
+    ASSERT_EQ(t.h.connects, 1) << "cut at " << cut;
+    ASSERT_EQ(t.h.published.size(), 2u) << "cut at " << cut;
+    EXPECT_EQ(t.h.published[0]->payload, "one");
+    EXPECT_EQ(t.h.published[1]->payload, "two");
+    auto ps = t.take();
+    ASSERT_EQ(ps.size(), 3u) << "CONNACK, PUBACK, PINGRESP; cut at " << cut;
+    EXPECT_TRUE(std::holds_alternative<codec::Pingresp>(ps[2]));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SUBSCRIBE / UNSUBSCRIBE
+
+codec::Subscribe subscribe(std::uint16_t id, std::vector<std::pair<std::string, std::uint8_t>> filters) {
+  codec::Subscribe s;
+  s.packet_id = id;
+  for (auto& [f, q] : filters) {
+    codec::SubscribeTopic st;
+    st.filter = f;
+    st.qos = q;
+    s.topics.push_back(st);
+  }
+  return s;
+}
+
+TEST(ServerConnection, MQTT_3_8_4_1_SubscribeGetsSubackWithSameIdAndOneCodePerFilter) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(subscribe(17, {{"a/+", 1}, {"b/#", 2}, {"c", 0}}), Version::kV311);
+  ASSERT_EQ(t.h.subscribe_codes.size(), 1u);
+  EXPECT_EQ(t.h.subscribed_calls, 1);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto& s = as<codec::SubAck>(ps[0]);
+  EXPECT_EQ(s.type, codec::PacketType::kSuback);
+  EXPECT_EQ(s.packet_id, 17);
+  EXPECT_EQ(s.codes, (std::vector<std::uint8_t>{1, 2, 0}));
+}
+
+TEST(ServerConnection, MQTT_4_7_1_InvalidFilterClosesConnectionV311) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.feed(subscribe(3, {{"a/#/b", 1}}), Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  EXPECT_TRUE(t.c->out().empty()) << "no SUBACK";
+  EXPECT_EQ(t.h.subscribed_calls, 0);
+}
+
+TEST(ServerConnection, InvalidFilterGetsSubackCode0x8FOnV5) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(subscribe(3, {{"a/#/b", 1}, {"ok/+", 1}}), Version::kV5);
+  EXPECT_FALSE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto& s = as<codec::SubAck>(ps[0]);
+  EXPECT_EQ(s.packet_id, 3);
+  EXPECT_EQ(s.codes, (std::vector<std::uint8_t>{0x8F, 1}));
+}
+
+TEST(ServerConnection, MQTT_3_10_4_4_UnsubscribeGetsUnsuback) {
+  Harness t;
+  t.connect(Version::kV311);
+  codec::Unsubscribe u;
+  u.packet_id = 99;
+  u.filters = {"a/+", "b"};
+  t.feed(u, Version::kV311);
+  EXPECT_EQ(t.h.unsubscribes, 1);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).type, codec::PacketType::kUnsuback);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).packet_id, 99);
+}
+
+TEST(ServerConnection, ServerOnlyPacketFromClientIsProtocolError) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(kPingresp);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+}
+
+TEST(ServerConnection, QueueOfflineRespectsLimits) {
+  ServerLimits limits;
+  limits.max_queued_messages = 2;
+  SessionState s;
+  EXPECT_TRUE(tern::protocol::queue_offline(s, Delivery{message("t", "abc"), 1, false, {}}, limits));
+  EXPECT_TRUE(tern::protocol::queue_offline(s, Delivery{message("t", "de"), 1, false, {}}, limits));
+  EXPECT_FALSE(tern::protocol::queue_offline(s, Delivery{message("t", "f"), 1, false, {}}, limits));
+  EXPECT_EQ(s.queue.size(), 2u);
+  EXPECT_EQ(s.queued_bytes, 5u);
+
+  ServerLimits bytes_limit;
+  bytes_limit.max_queued_messages = 0;
+  bytes_limit.max_queued_bytes = 4;
+  SessionState s2;
+  EXPECT_TRUE(tern::protocol::queue_offline(s2, Delivery{message("t", "abcd"), 1, false, {}}, bytes_limit));
+  EXPECT_FALSE(tern::protocol::queue_offline(s2, Delivery{message("t", "e"), 1, false, {}}, bytes_limit));
+  EXPECT_EQ(s2.queued_bytes, 4u);
+}
+
+}  // namespace
