@@ -16,6 +16,7 @@ struct Router::Node {
     SessionKey key;
     SubOptions opts;
     std::string client_id;
+    const std::atomic<bool>* congested;
   };
   std::unordered_map<std::string, std::unique_ptr<Node>, StringHash, std::equal_to<>> children;
   std::unique_ptr<Node> plus;
@@ -45,7 +46,8 @@ bool next_level(std::string_view& rest, std::string_view& level, bool& done) {
 
 }  // namespace
 
-bool Router::subscribe(std::string_view filter, SessionKey key, const std::string& client_id, SubOptions opts) {
+bool Router::subscribe(std::string_view filter, SessionKey key, const std::string& client_id, SubOptions opts,
+                       const std::atomic<bool>* congested) {
   std::unique_lock lock(mu_);
   Node* n = root_.get();
   std::string_view rest = filter;
@@ -71,7 +73,7 @@ bool Router::subscribe(std::string_view filter, SessionKey key, const std::strin
       return false;
     }
   }
-  n->subs.push_back({key, opts, client_id});
+  n->subs.push_back({key, opts, client_id, congested});
   ++count_;
   return true;
 }
@@ -130,7 +132,7 @@ void Router::match(std::string_view topic, std::string_view publisher, std::vect
   auto add = [&](const Node& n) {
     for (const auto& e : n.subs) {
       if (e.opts.no_local && e.client_id == publisher) continue;
-      out.push_back({e.key, e.opts});
+      out.push_back({e.key, e.opts, e.congested && e.congested->load(std::memory_order_relaxed)});
     }
   };
   // Iterative walk with an explicit stack of (node, offset of the next level, first level?).

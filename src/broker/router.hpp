@@ -2,6 +2,7 @@
 // The global subscription index: a trie over topic levels with '+' and '#' children. One instance per
 // broker, read by every worker. Reads take a shared lock and only collect targets; delivery happens
 // after the lock is released. Writes (SUBSCRIBE/UNSUBSCRIBE) take the exclusive lock.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <shared_mutex>
@@ -26,6 +27,7 @@ struct SubOptions {
 struct Target {
   SessionKey key;
   SubOptions opts;
+  bool congested = false;  // the session's queue is above its high-water mark
 };
 
 class Router {
@@ -33,7 +35,10 @@ class Router {
   Router();
   ~Router();
   // Adds or replaces the subscription of `key` to `filter`. Returns true when it is new.
-  bool subscribe(std::string_view filter, SessionKey key, const std::string& client_id, SubOptions opts);
+  // `congested` (optional) is the session's back-pressure flag; it must stay valid until the
+  // session's subscriptions are removed, and is read under the router's lock.
+  bool subscribe(std::string_view filter, SessionKey key, const std::string& client_id, SubOptions opts,
+                 const std::atomic<bool>* congested = nullptr);
   // Returns true when a subscription existed.
   bool unsubscribe(std::string_view filter, SessionKey key);
   // Appends every subscription matching `topic`. Subscriptions with No Local whose client is

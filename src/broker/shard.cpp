@@ -82,7 +82,12 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
 Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
   broker_.stats().messages_received.fetch_add(1, std::memory_order_relaxed);
   if (m->retain) broker_.retained().set(m);  // [MQTT-3.3.1-5]
-  return route(m, c.client_id());
+  Reason r = route(m, c.client_id());
+  if (pause_publisher_) {
+    pause_publisher_ = false;
+    c.pause();  // loss policy: a subscriber's queue is full; stop reading this publisher for now
+  }
+  return r;
 }
 
 void Shard::publish_internal(const MessagePtr& m) {
@@ -92,6 +97,7 @@ void Shard::publish_internal(const MessagePtr& m) {
 
 Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
   targets_.clear();
+  pause_publisher_ = false;
   broker_.router().match(m->topic, publisher, targets_);
   if (targets_.empty()) return Reason::kNoMatchingSubscribers;
   // One copy per session at the highest granted QoS, with every subscription identifier
@@ -118,6 +124,9 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     // Forwarded messages carry RETAIN=0 [MQTT-3.3.1-9] unless Retain As Published [MQTT-3.3.1-13].
     d.retain = rap && m->retain;
     SessionKey key = targets_[i].key;
+    for (std::size_t k = i; k < j; ++k) {
+      if (targets_[k].congested && d.qos > 0) pause_publisher_ = true;
+    }
     unsigned w = worker_of(key);
     if (w == index_) {
       auto it = by_id_.find(key & 0xFFFFFFFFFFFFull);
@@ -161,7 +170,7 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
     const auto& t = sub.topics[i];
     SubOptions o{t.qos, t.no_local, t.retain_as_published,
                  sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
-    bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o);
+    bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested);
     s->subs[t.filter] = o;
     // Retain handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11].
     send_retained_[i] = t.retain_handling == 0 || (t.retain_handling == 1 && fresh);

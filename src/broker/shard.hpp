@@ -77,6 +77,7 @@ class Shard : public protocol::ConnectionHandler {
   std::vector<std::vector<InboxItem>> outbox_;  // per destination worker
   std::vector<std::uint8_t> send_retained_;     // between on_subscribe and on_subscribed
   std::vector<Target> targets_;                 // scratch
+  bool pause_publisher_ = false;                // set by route() when a target is congested
   std::mutex inbox_mu_;
   std::vector<InboxItem> inbox_;
   std::vector<InboxItem> draining_;

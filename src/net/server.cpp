@@ -44,7 +44,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
 
 struct Worker final : broker::WorkerIo {
   Worker(broker::Broker& b, unsigned index)
-      : broker(b), shard(b.shard(index)), ticker(io), rbuf(kReadBuffer) {
+      : broker(b), shard(b.shard(index)), ticker(io), pause_timer(io), rbuf(kReadBuffer) {
     shard.set_io(this);
   }
 
@@ -111,7 +111,40 @@ struct Worker final : broker::WorkerIo {
     }
     output_ready(c->proto);
     after_event();
-    if (!c->proto.closed()) start_read(c);
+    continue_reading(c);
+  }
+
+  // Reads on, unless back-pressure paused the connection: then it waits in `paused` and is
+  // retried every millisecond (one timer per worker, armed only while something is paused).
+  void continue_reading(const std::shared_ptr<Conn>& c) {
+    if (c->proto.closed() || c->finished) return;
+    if (!c->proto.paused()) {
+      start_read(c);
+      return;
+    }
+    paused.push_back(c);
+    if (!pause_armed) {
+      pause_armed = true;
+      pause_timer.expires_after(std::chrono::milliseconds(1));
+      pause_timer.async_wait([this](boost::system::error_code ec) {
+        pause_armed = false;
+        if (ec) return;
+        retry_paused();
+      });
+    }
+  }
+
+  void retry_paused() {
+    std::vector<std::shared_ptr<Conn>> batch;
+    batch.swap(paused);
+    auto now = Clock::now();
+    for (auto& c : batch) {
+      if (c->finished) continue;
+      c->proto.resume(now);
+      output_ready(c->proto);
+    }
+    after_event();
+    for (auto& c : batch) continue_reading(c);
   }
 
   void start_read(const std::shared_ptr<Conn>& c) {
@@ -144,7 +177,7 @@ struct Worker final : broker::WorkerIo {
     }
     output_ready(c->proto);
     after_event();
-    if (!c->proto.closed() && !c->finished) start_read(c);
+    continue_reading(c);
   }
 
   void flush(Conn& c) {
@@ -245,6 +278,9 @@ struct Worker final : broker::WorkerIo {
   broker::Shard& shard;
   asio::io_context io{1};
   asio::steady_timer ticker;
+  asio::steady_timer pause_timer;
+  bool pause_armed = false;
+  std::vector<std::shared_ptr<Conn>> paused;
   std::thread thread;
   std::vector<std::uint8_t> rbuf;
   std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;

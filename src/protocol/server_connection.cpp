@@ -76,6 +76,11 @@ ServerConnection::ServerConnection(ConnectionHandler& handler, const ServerLimit
                                    std::string peer, TimePoint now)
     : handler_(handler), limits_(limits), peer_(std::move(peer)), opened_(now), last_rx_(now) {}
 
+void ServerConnection::resume(TimePoint now) {
+  paused_ = false;
+  if (!partial_.empty()) on_bytes(nullptr, 0, now);
+}
+
 void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoint now) {
   if (state_ == State::kClosed) return;
   if (n > 0) last_rx_ = now;
@@ -83,7 +88,7 @@ void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
     std::size_t used = process(data, n);
     if (used < n && state_ != State::kClosed) partial_.assign(reinterpret_cast<const char*>(data + used), n - used);
   } else {
-    partial_.append(reinterpret_cast<const char*>(data), n);
+    if (n > 0) partial_.append(reinterpret_cast<const char*>(data), n);
     std::size_t used = process(reinterpret_cast<const std::uint8_t*>(partial_.data()), partial_.size());
     if (state_ == State::kClosed) {
       partial_.clear();
@@ -96,7 +101,7 @@ void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
 
 std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
   std::size_t off = 0;
-  while (off < n && (state_ == State::kAwaitConnect || state_ == State::kConnected)) {
+  while (off < n && !paused_ && (state_ == State::kAwaitConnect || state_ == State::kConnected)) {
     codec::FrameHeader h;
     codec::DecodeError err;
     auto st = codec::parse_frame(data + off, n - off, limits_.max_packet_size, h, err);
@@ -589,9 +594,23 @@ void ServerConnection::deliver(Delivery d) {
   }
   if (session_->queue.empty() && session_->inflight.size() < window()) {
     start_flight(std::move(d));
-  } else if (!queue_offline(*session_, std::move(d), limits_)) {
-    ++dropped_queue_;
+    return;
   }
+  // Loss policy: an online subscriber's QoS 1/2 messages are not dropped at max_queued_messages;
+  // above the high-water mark the session is flagged congested and its publishers pause. The hard
+  // cap only guards memory against publishers that cannot be paused in time.
+  std::size_t high = congestion_high_water();
+  if (session_->queue.size() >= high * 100) {
+    ++dropped_queue_;
+    return;
+  }
+  session_->queued_bytes += d.msg->payload.size();
+  session_->queue.push_back(std::move(d));
+  session_->update_congestion(high);
+}
+
+std::size_t ServerConnection::congestion_high_water() const {
+  return limits_.max_queued_messages ? limits_.max_queued_messages : 1000;
 }
 
 void ServerConnection::start_flight(Delivery d) {
@@ -613,6 +632,7 @@ void ServerConnection::pump_queue() {
       start_flight(std::move(d));
     }
   }
+  session_->update_congestion(congestion_high_water());
 }
 
 bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, bool dup) {

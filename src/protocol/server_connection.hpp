@@ -104,6 +104,11 @@ class ServerConnection {
 
   // Feed received bytes. Complete packets are handled at once; an unfinished one is kept.
   void on_bytes(const std::uint8_t* data, std::size_t n, TimePoint now);
+  // Back-pressure: stop handling input after the current packet (the rest stays buffered) until
+  // resume(). The network layer stops reading a paused connection.
+  void pause() { paused_ = true; }
+  bool paused() const { return paused_; }
+  void resume(TimePoint now);
   // The transport closed or failed.
   void on_transport_closed();
   // Connect timeout and keepalive [MQTT-3.1.2-24]; call about once a second.
@@ -165,6 +170,7 @@ class ServerConnection {
   void start_flight(Delivery d);
   void pump_queue();
   std::size_t window() const;
+  std::size_t congestion_high_water() const;
   void log(int level, const std::string& line) { handler_.log(level, line); }
 
   ConnectionHandler& handler_;
@@ -188,6 +194,7 @@ class ServerConnection {
   std::string partial_;
   OutBuffer out_;
   SessionState* session_ = nullptr;
+  bool paused_ = false;
   std::uint64_t dropped_qos0_ = 0;
   std::uint64_t dropped_queue_ = 0;
 };

@@ -2,6 +2,7 @@
 // MQTT session state that outlives a network connection: in-flight QoS 1/2 in both directions and the
 // queue of messages waiting for the in-flight window or for the client to come back. Owned by one
 // broker session on one worker thread; only that thread touches it.
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <unordered_map>
@@ -34,6 +35,18 @@ struct SessionState {
   // Inbound QoS 2: packet id -> message held until PUBREL (then forwarded) [MQTT-4.3.3-x].
   std::unordered_map<std::uint16_t, MessagePtr> inbound_qos2;
   std::uint16_t next_packet_id = 1;
+  // Set by the owner thread while the queue of an online session is above its high-water mark;
+  // read by publishers' workers (inside the router's lock) to pause themselves: the loss policy's
+  // back-pressure for QoS 1/2.
+  std::atomic<bool> congested{false};
+
+  void update_congestion(std::size_t high_water) {
+    if (queue.size() >= high_water) {
+      if (!congested.load(std::memory_order_relaxed)) congested.store(true, std::memory_order_relaxed);
+    } else if (queue.size() <= high_water / 2 && congested.load(std::memory_order_relaxed)) {
+      congested.store(false, std::memory_order_relaxed);
+    }
+  }
 
   std::uint16_t allocate_packet_id();
   bool id_in_flight(std::uint16_t id) const;
