@@ -55,10 +55,12 @@ class Broker {
   Stats& stats() { return stats_; }
   const config::Config& config() const { return cfg_; }
   const protocol::ServerLimits& limits() const { return limits_; }
+  protocol::TimePoint started() const { return started_; }
 
  private:
   const config::Config& cfg_;
   protocol::ServerLimits limits_;
+  protocol::TimePoint started_ = protocol::Clock::now();
   Router router_;
   RetainedStore retained_;
   Stats stats_;

@@ -295,7 +295,42 @@ void Shard::flush_outboxes() {
   }
 }
 
+void Shard::publish_sys(protocol::TimePoint now) {
+  unsigned interval = broker_.config().sys_interval;
+  if (index_ != 0 || interval == 0 || now - last_sys_ < std::chrono::seconds(interval)) return;
+  last_sys_ = now;
+  auto& st = broker_.stats();
+  auto pub = [&](const char* topic, std::string value) {
+    auto m = std::make_shared<protocol::Message>();
+    m->topic = topic;
+    m->payload = std::move(value);
+    m->retain = true;
+    m->created = now;
+    publish_internal(m);
+  };
+  auto n = [](auto& a) { return std::to_string(a.load(std::memory_order_relaxed)); };
+  // Mosquitto's $SYS names where Tern has the value; Tern's own counters under $SYS/broker/tern/.
+  pub("$SYS/broker/version", "tern version " TERN_VERSION_STRING);
+  pub("$SYS/broker/uptime",
+      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - broker_.started()).count()) + " seconds");
+  pub("$SYS/broker/clients/connected", n(st.clients_connected));
+  pub("$SYS/broker/messages/received", n(st.messages_received));
+  pub("$SYS/broker/messages/sent", n(st.messages_sent));
+  pub("$SYS/broker/publish/messages/dropped",
+      std::to_string(st.dropped_qos0.load(std::memory_order_relaxed) + st.dropped_queue_full.load(std::memory_order_relaxed)));
+  pub("$SYS/broker/bytes/received", n(st.bytes_received));
+  pub("$SYS/broker/bytes/sent", n(st.bytes_sent));
+  pub("$SYS/broker/subscriptions/count", std::to_string(broker_.router().size()));
+  pub("$SYS/broker/retained messages/count", std::to_string(broker_.retained().size()));
+  pub("$SYS/broker/tern/workers", std::to_string(broker_.workers()));
+  pub("$SYS/broker/tern/cross_worker/batches", n(st.cross_worker_batches));
+  pub("$SYS/broker/tern/cross_worker/deliveries", n(st.cross_worker_deliveries));
+  pub("$SYS/broker/tern/dropped/qos0", n(st.dropped_qos0));
+  pub("$SYS/broker/tern/dropped/queue_full", n(st.dropped_queue_full));
+}
+
 void Shard::tick(protocol::TimePoint now) {
+  publish_sys(now);
   std::vector<Session*> expired;
   for (auto& [id, s] : by_client_) {
     if (s->conn || !s->persistent || s->expiry_s == 0xFFFFFFFF) continue;

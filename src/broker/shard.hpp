@@ -61,6 +61,8 @@ class Shard : public protocol::ConnectionHandler {
   // Owner thread, about once a second: session expiry.
   void tick(protocol::TimePoint now);
   std::size_t session_count() const { return by_client_.size(); }
+  // Worker 0 only: publishes the retained $SYS topics (every sys_interval seconds).
+  void publish_sys(protocol::TimePoint now);
 
  private:
   Reason route(const protocol::MessagePtr& m, const std::string& publisher);
@@ -77,7 +79,8 @@ class Shard : public protocol::ConnectionHandler {
   std::vector<std::vector<InboxItem>> outbox_;  // per destination worker
   std::vector<std::uint8_t> send_retained_;     // between on_subscribe and on_subscribed
   std::vector<Target> targets_;                 // scratch
-  bool pause_publisher_ = false;                // set by route() when a target is congested
+  bool pause_publisher_ = false;
+  protocol::TimePoint last_sys_{};                // set by route() when a target is congested
   std::mutex inbox_mu_;
   std::vector<InboxItem> inbox_;
   std::vector<InboxItem> draining_;

@@ -1115,3 +1115,39 @@ TEST(ServerConnection, QueueOfflineRespectsLimits) {
 }
 
 }  // namespace
+
+// Loss policy: an online subscriber's QoS 1/2 queue is never cut at max_queued_messages; above the
+// high-water mark the session is flagged congested (publishers pause), and the flag clears when the
+// queue has drained to half.
+TEST(ServerConnection, OnlineQos1QueueIsNotDroppedAndFlagsCongestion) {
+  Harness t;
+  t.limits.max_inflight = 1;
+  t.limits.max_queued_messages = 4;
+  t.connect(Version::kV311);
+  for (int i = 0; i < 10; ++i) t.c->deliver(Delivery{message("d", "m" + std::to_string(i)), 1, false, {}});
+  EXPECT_EQ(t.h.state.queue.size(), 9u) << "nothing dropped for a connected subscriber";
+  EXPECT_EQ(t.c->dropped_queue(), 0u);
+  EXPECT_TRUE(t.h.state.congested.load());
+  for (int i = 0; i < 7; ++i) {
+    auto ps = t.take();
+    ASSERT_EQ(ps.size(), 1u);
+    t.feed(ack(codec::PacketType::kPuback, as<codec::Publish>(ps[0]).packet_id), Version::kV311);
+  }
+  EXPECT_EQ(t.h.state.queue.size(), 2u);
+  EXPECT_FALSE(t.h.state.congested.load()) << "cleared at half the high-water mark";
+}
+
+// Back-pressure: a paused connection handles no further packet until resume().
+TEST(ServerConnection, PausedConnectionKeepsInputUntilResumed) {
+  Harness t;
+  t.connect(Version::kV311);
+  t.c->pause();
+  t.feed(publish("a", "x", 1, 5), Version::kV311);
+  EXPECT_TRUE(t.h.published.empty());
+  EXPECT_TRUE(t.take().empty()) << "no PUBACK while paused";
+  t.c->resume(t.t0);
+  ASSERT_EQ(t.h.published.size(), 1u);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 5);
+}
