@@ -220,12 +220,10 @@ struct Worker final : broker::WorkerIo {
     }
     c.write_active = true;
     auto rest = consumed(c.iov, n);
-    asio::async_write(c.sock, rest, [this, self = c.shared_from_this(), total, n](boost::system::error_code ec2, std::size_t w) {
+    asio::async_write(c.sock, rest, [this, self = c.shared_from_this()](boost::system::error_code ec2, std::size_t w) {
       self->write_active = false;
       self->writing.clear();
       broker.stats().bytes_sent.fetch_add(w, std::memory_order_relaxed);
-      (void)total;
-      (void)n;
       if (self->finished) return;
       if (ec2) {
         self->proto.on_transport_closed();
@@ -261,7 +259,6 @@ struct Worker final : broker::WorkerIo {
     c.sock.shutdown(tcp::socket::shutdown_both, ec);
     c.sock.close(ec);
     c.proto.transport = nullptr;
-    broker.stats().bytes_sent.load(std::memory_order_relaxed);
     live.fetch_sub(1, std::memory_order_relaxed);
     conns.erase(&c);  // may destroy c
   }

@@ -167,7 +167,6 @@ void ServerConnection::protocol_violation(Reason reason, const char* what) {
 
 void ServerConnection::close(CloseCause cause) {
   if (state_ == State::kClosed) return;
-  bool was_connected = state_ == State::kConnected;
   state_ = State::kClosed;
   cause_ = cause;
   const std::string& id = client_id_.empty() ? std::string("<unknown>") : client_id_;
@@ -191,7 +190,6 @@ void ServerConnection::close(CloseCause cause) {
     case CloseCause::kSlowConsumer:
     case CloseCause::kNone: break;
   }
-  (void)was_connected;
   handler_.on_closed(*this, cause);
 }
 
