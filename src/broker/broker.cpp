@@ -22,7 +22,10 @@ Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
   limits_.max_outbound_bytes = cfg.max_outbound_bytes;
   limits_.verbose = (cfg.log_types & config::kLogDebug) != 0;
   if (workers == 0) workers = 1;
-  for (unsigned i = 0; i < workers; ++i) shards_.push_back(std::make_unique<Shard>(*this, i));
+  for (unsigned i = 0; i < workers; ++i) {
+    stats_.push_back(std::make_unique<Stats>());
+    shards_.push_back(std::make_unique<Shard>(*this, i));
+  }
 }
 
 Broker::~Broker() = default;

@@ -15,8 +15,10 @@ namespace tern::broker {
 
 class Shard;
 
-// Counters readable from any thread (relaxed atomics).
-struct Stats {
+// Counters of one worker: written only by that worker's thread, read by any (relaxed atomics). Each
+// worker has its own cache line(s), so counting never makes cores fight over a line; readers add the
+// workers' values up (Broker::total).
+struct alignas(64) Stats {
   std::atomic<std::uint64_t> messages_received{0};
   std::atomic<std::uint64_t> messages_sent{0};
   std::atomic<std::uint64_t> bytes_received{0};
@@ -52,7 +54,15 @@ class Broker {
 
   Router& router() { return router_; }
   RetainedStore& retained() { return retained_; }
-  Stats& stats() { return stats_; }
+  // The counters of worker `w`.
+  Stats& stats(unsigned w) { return *stats_[w]; }
+  // The sum of one counter over all workers.
+  template <typename T>
+  T total(std::atomic<T> Stats::*field) const {
+    T sum = 0;
+    for (const auto& s : stats_) sum += ((*s).*field).load(std::memory_order_relaxed);
+    return sum;
+  }
   const config::Config& config() const { return cfg_; }
   const protocol::ServerLimits& limits() const { return limits_; }
   protocol::TimePoint started() const { return started_; }
@@ -63,7 +73,7 @@ class Broker {
   protocol::TimePoint started_ = protocol::Clock::now();
   Router router_;
   RetainedStore retained_;
-  Stats stats_;
+  std::vector<std::unique_ptr<Stats>> stats_;
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 

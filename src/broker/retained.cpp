@@ -7,9 +7,9 @@ namespace tern::broker {
 void RetainedStore::set(const protocol::MessagePtr& msg) {
   std::lock_guard lock(mu_);
   if (msg->payload.empty()) {
-    by_topic_.erase(msg->topic);
+    by_topic_.erase(std::string(msg->topic));
   } else {
-    by_topic_[msg->topic] = msg;
+    by_topic_[std::string(msg->topic)] = msg;
   }
 }
 

@@ -1,5 +1,6 @@
 #include "broker/router.hpp"
 
+#include <atomic>
 #include <mutex>
 
 namespace tern::broker {
@@ -10,6 +11,36 @@ struct StringHash {
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 }  // namespace
+
+class Router::SlotLock {
+ public:
+  static constexpr unsigned kSlots = 16;
+  // The calling thread's slot (threads are given slots round-robin on first use).
+  std::mutex& reader() const {
+    static std::atomic<unsigned> next{0};
+    thread_local unsigned mine = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
+    return slots_[mine].mu;
+  }
+  // Exclusive access for writers: every reader slot held.
+  class Writer {
+   public:
+    explicit Writer(const SlotLock& l) : l_(l) {
+      for (auto& s : l_.slots_) s.mu.lock();
+    }
+    ~Writer() {
+      for (auto& s : l_.slots_) s.mu.unlock();
+    }
+
+   private:
+    const SlotLock& l_;
+  };
+
+ private:
+  struct alignas(64) Slot {
+    std::mutex mu;
+  };
+  mutable Slot slots_[kSlots];
+};
 
 struct Router::Node {
   struct Entry {
@@ -25,7 +56,7 @@ struct Router::Node {
   bool empty() const { return children.empty() && !plus && !hash && subs.empty(); }
 };
 
-Router::Router() : root_(std::make_unique<Node>()) {}
+Router::Router() : lock_(std::make_unique<SlotLock>()), root_(std::make_unique<Node>()) {}
 Router::~Router() = default;
 
 namespace {
@@ -48,7 +79,7 @@ bool next_level(std::string_view& rest, std::string_view& level, bool& done) {
 
 bool Router::subscribe(std::string_view filter, SessionKey key, const std::string& client_id, SubOptions opts,
                        const std::atomic<bool>* congested) {
-  std::unique_lock lock(mu_);
+  SlotLock::Writer guard(*lock_);
   Node* n = root_.get();
   std::string_view rest = filter;
   std::string_view level;
@@ -79,7 +110,7 @@ bool Router::subscribe(std::string_view filter, SessionKey key, const std::strin
 }
 
 bool Router::unsubscribe(std::string_view filter, SessionKey key) {
-  std::unique_lock lock(mu_);
+  SlotLock::Writer guard(*lock_);
   // Walk down remembering the path so empty nodes can be pruned.
   std::vector<std::pair<Node*, std::string_view>> path;
   Node* n = root_.get();
@@ -128,7 +159,7 @@ bool Router::unsubscribe(std::string_view filter, SessionKey key) {
 }
 
 void Router::match(std::string_view topic, std::string_view publisher, std::vector<Target>& out) const {
-  std::shared_lock lock(mu_);
+  std::lock_guard lock(lock_->reader());
   auto add = [&](const Node& n) {
     for (const auto& e : n.subs) {
       if (e.opts.no_local && e.client_id == publisher) continue;
@@ -179,7 +210,7 @@ void Router::match(std::string_view topic, std::string_view publisher, std::vect
 }
 
 std::size_t Router::size() const {
-  std::shared_lock lock(mu_);
+  std::lock_guard lock(lock_->reader());
   return count_;
 }
 

@@ -13,7 +13,7 @@ using protocol::Delivery;
 using protocol::MessagePtr;
 using protocol::ServerConnection;
 
-Shard::Shard(Broker& broker, unsigned index) : broker_(broker), index_(index) {}
+Shard::Shard(Broker& broker, unsigned index) : broker_(broker), index_(index), stats_(broker.stats(index)) {}
 Shard::~Shard() = default;
 
 void Shard::log(int level, const std::string& line) {
@@ -33,7 +33,7 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   const auto& cfg = broker_.config();
   if (!cfg.effective_allow_anonymous()) {
     // No password file support yet: with anonymous access off nobody can be authenticated.
-    broker_.stats().connections_refused.fetch_add(1, std::memory_order_relaxed);
+    stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
     c.refuse(Reason::kNotAuthorized);
     return;
   }
@@ -70,8 +70,8 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   }
   s->conn = &c;
   c.user = s;
-  broker_.stats().clients_connected.fetch_add(1, std::memory_order_relaxed);
-  broker_.stats().clients_total.fetch_add(1, std::memory_order_relaxed);
+  stats_.clients_connected.fetch_add(1, std::memory_order_relaxed);
+  stats_.clients_total.fetch_add(1, std::memory_order_relaxed);
   codec::Properties props;
   if (connect.props.assigned_client_id) props.assigned_client_id = connect.props.assigned_client_id;
   if (connect.props.server_keep_alive) props.server_keep_alive = connect.props.server_keep_alive;
@@ -80,7 +80,7 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
 }
 
 Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
-  broker_.stats().messages_received.fetch_add(1, std::memory_order_relaxed);
+  stats_.messages_received.fetch_add(1, std::memory_order_relaxed);
   if (m->retain) broker_.retained().set(m);  // [MQTT-3.3.1-5]
   Reason r = route(m, c.client_id());
   if (pause_publisher_) {
@@ -145,16 +145,16 @@ void Shard::deliver_local(Session& s, Delivery d) {
     auto before_q0 = s.conn->dropped_qos0();
     auto before_q = s.conn->dropped_queue();
     s.conn->deliver(std::move(d));
-    if (s.conn->dropped_qos0() != before_q0) broker_.stats().dropped_qos0.fetch_add(1, std::memory_order_relaxed);
-    if (s.conn->dropped_queue() != before_q) broker_.stats().dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
-    broker_.stats().messages_sent.fetch_add(1, std::memory_order_relaxed);
+    if (s.conn->dropped_qos0() != before_q0) stats_.dropped_qos0.fetch_add(1, std::memory_order_relaxed);
+    if (s.conn->dropped_queue() != before_q) stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+    stats_.messages_sent.fetch_add(1, std::memory_order_relaxed);
     if (io_) io_->output_ready(*s.conn);
     return;
   }
   if (!s.persistent) return;
   if (d.qos == 0 && !broker_.limits().queue_qos0) return;  // queue_qos0_messages false
   if (!protocol::queue_offline(s.state, std::move(d), broker_.limits())) {
-    broker_.stats().dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+    stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
     // Rate-limited: the first drop and then every 1000th.
     if (s.drops_logged++ % 1000 == 0) {
       log(2, fmt::format("Outgoing messages are being dropped for client {}.", s.client_id));
@@ -208,15 +208,10 @@ void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std
 void Shard::publish_will(ServerConnection& c) {
   const auto& w = c.will();
   if (!w) return;
-  auto m = std::make_shared<protocol::Message>();
-  m->topic = w->topic;
-  m->payload = w->payload;
-  m->qos = w->qos;
-  m->retain = w->retain;
-  m->props = w->props;
-  m->props.will_delay.reset();
-  m->origin = c.client_id();
-  m->created = protocol::Clock::now();
+  codec::Properties props = w->props;
+  props.will_delay.reset();
+  auto m = protocol::Message::make(w->topic, w->payload, w->qos, w->retain, c.client_id(), protocol::Clock::now(),
+                                   &props);
   c.clear_will();
   log(1, fmt::format("Sending will of client {} to {}.", c.client_id(), m->topic));
   if (m->retain) broker_.retained().set(m);
@@ -231,7 +226,7 @@ void Shard::on_closed(ServerConnection& c, CloseCause cause) {
     return;
   }
   c.user = nullptr;
-  broker_.stats().clients_connected.fetch_sub(1, std::memory_order_relaxed);
+  stats_.clients_connected.fetch_sub(1, std::memory_order_relaxed);
   // The will goes out on any close but a normal DISCONNECT (the protocol already dropped it then)
   // [MQTT-3.1.2-8]; Mosquitto also sends it on takeover, and so does Tern.
   publish_will(c);
@@ -289,8 +284,8 @@ void Shard::flush_outboxes() {
   for (unsigned w = 0; w < outbox_.size(); ++w) {
     auto& box = outbox_[w];
     if (box.empty()) continue;
-    broker_.stats().cross_worker_batches.fetch_add(1, std::memory_order_relaxed);
-    broker_.stats().cross_worker_deliveries.fetch_add(box.size(), std::memory_order_relaxed);
+    stats_.cross_worker_batches.fetch_add(1, std::memory_order_relaxed);
+    stats_.cross_worker_deliveries.fetch_add(box.size(), std::memory_order_relaxed);
     broker_.shard(w).enqueue(box);
   }
 }
@@ -299,34 +294,28 @@ void Shard::publish_sys(protocol::TimePoint now) {
   unsigned interval = broker_.config().sys_interval;
   if (index_ != 0 || interval == 0 || now - last_sys_ < std::chrono::seconds(interval)) return;
   last_sys_ = now;
-  auto& st = broker_.stats();
   auto pub = [&](const char* topic, std::string value) {
-    auto m = std::make_shared<protocol::Message>();
-    m->topic = topic;
-    m->payload = std::move(value);
-    m->retain = true;
-    m->created = now;
-    publish_internal(m);
+    publish_internal(protocol::Message::make(topic, value, 0, true, {}, now));
   };
-  auto n = [](auto& a) { return std::to_string(a.load(std::memory_order_relaxed)); };
+  auto n = [this](auto field) { return std::to_string(broker_.total(field)); };
   // Mosquitto's $SYS names where Tern has the value; Tern's own counters under $SYS/broker/tern/.
   pub("$SYS/broker/version", "tern version " TERN_VERSION_STRING);
   pub("$SYS/broker/uptime",
       std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - broker_.started()).count()) + " seconds");
-  pub("$SYS/broker/clients/connected", n(st.clients_connected));
-  pub("$SYS/broker/messages/received", n(st.messages_received));
-  pub("$SYS/broker/messages/sent", n(st.messages_sent));
+  pub("$SYS/broker/clients/connected", n(&Stats::clients_connected));
+  pub("$SYS/broker/messages/received", n(&Stats::messages_received));
+  pub("$SYS/broker/messages/sent", n(&Stats::messages_sent));
   pub("$SYS/broker/publish/messages/dropped",
-      std::to_string(st.dropped_qos0.load(std::memory_order_relaxed) + st.dropped_queue_full.load(std::memory_order_relaxed)));
-  pub("$SYS/broker/bytes/received", n(st.bytes_received));
-  pub("$SYS/broker/bytes/sent", n(st.bytes_sent));
+      std::to_string(broker_.total(&Stats::dropped_qos0) + broker_.total(&Stats::dropped_queue_full)));
+  pub("$SYS/broker/bytes/received", n(&Stats::bytes_received));
+  pub("$SYS/broker/bytes/sent", n(&Stats::bytes_sent));
   pub("$SYS/broker/subscriptions/count", std::to_string(broker_.router().size()));
   pub("$SYS/broker/retained messages/count", std::to_string(broker_.retained().size()));
   pub("$SYS/broker/tern/workers", std::to_string(broker_.workers()));
-  pub("$SYS/broker/tern/cross_worker/batches", n(st.cross_worker_batches));
-  pub("$SYS/broker/tern/cross_worker/deliveries", n(st.cross_worker_deliveries));
-  pub("$SYS/broker/tern/dropped/qos0", n(st.dropped_qos0));
-  pub("$SYS/broker/tern/dropped/queue_full", n(st.dropped_queue_full));
+  pub("$SYS/broker/tern/cross_worker/batches", n(&Stats::cross_worker_batches));
+  pub("$SYS/broker/tern/cross_worker/deliveries", n(&Stats::cross_worker_deliveries));
+  pub("$SYS/broker/tern/dropped/qos0", n(&Stats::dropped_qos0));
+  pub("$SYS/broker/tern/dropped/queue_full", n(&Stats::dropped_queue_full));
 }
 
 void Shard::tick(protocol::TimePoint now) {

@@ -72,6 +72,7 @@ class Shard : public protocol::ConnectionHandler {
 
   Broker& broker_;
   unsigned index_;
+  Stats& stats_;  // this worker's counters
   WorkerIo* io_ = nullptr;
   std::uint64_t next_local_id_ = 1;
   std::unordered_map<std::string, std::unique_ptr<Session>> by_client_;

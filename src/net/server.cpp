@@ -44,7 +44,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
 
 struct Worker final : broker::WorkerIo {
   Worker(broker::Broker& b, unsigned index)
-      : broker(b), shard(b.shard(index)), ticker(io), pause_timer(io), rbuf(kReadBuffer) {
+      : broker(b), shard(b.shard(index)), stats(b.stats(index)), ticker(io), pause_timer(io), rbuf(kReadBuffer) {
     shard.set_io(this);
   }
 
@@ -107,7 +107,7 @@ struct Worker final : broker::WorkerIo {
     conns.emplace(c.get(), c);
     if (!initial.empty()) {
       c->proto.on_bytes(reinterpret_cast<const std::uint8_t*>(initial.data()), initial.size(), Clock::now());
-      broker.stats().bytes_received.fetch_add(initial.size(), std::memory_order_relaxed);
+      stats.bytes_received.fetch_add(initial.size(), std::memory_order_relaxed);
     }
     output_ready(c->proto);
     after_event();
@@ -171,7 +171,7 @@ struct Worker final : broker::WorkerIo {
         c->proto.on_transport_closed();
         break;
       }
-      broker.stats().bytes_received.fetch_add(n, std::memory_order_relaxed);
+      stats.bytes_received.fetch_add(n, std::memory_order_relaxed);
       c->proto.on_bytes(rbuf.data(), n, now);
       if (n < rbuf.size()) break;
     }
@@ -206,7 +206,7 @@ struct Worker final : broker::WorkerIo {
       if (ec) break;
       n += w;
     }
-    broker.stats().bytes_sent.fetch_add(n, std::memory_order_relaxed);
+    stats.bytes_sent.fetch_add(n, std::memory_order_relaxed);
     if (n == total) {
       c.writing.clear();
       if (!c.proto.out().empty() || c.proto.closed()) flush(c);
@@ -223,7 +223,7 @@ struct Worker final : broker::WorkerIo {
     asio::async_write(c.sock, rest, [this, self = c.shared_from_this()](boost::system::error_code ec2, std::size_t w) {
       self->write_active = false;
       self->writing.clear();
-      broker.stats().bytes_sent.fetch_add(w, std::memory_order_relaxed);
+      stats.bytes_sent.fetch_add(w, std::memory_order_relaxed);
       if (self->finished) return;
       if (ec2) {
         self->proto.on_transport_closed();
@@ -273,6 +273,7 @@ struct Worker final : broker::WorkerIo {
 
   broker::Broker& broker;
   broker::Shard& shard;
+  broker::Stats& stats;
   asio::io_context io{1};
   asio::steady_timer ticker;
   asio::steady_timer pause_timer;

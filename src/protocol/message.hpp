@@ -1,10 +1,16 @@
 #pragma once
 // An application message, decoded once and shared read-only by every delivery (any thread may hold a
 // reference; nothing mutates it after creation).
+//
+// One heap block holds the reference count, the fixed fields, and the topic, payload and origin bytes,
+// so a PUBLISH costs one allocation however many subscribers it reaches. MQTT 5 properties, which
+// most messages do not have, live in a second block only when present.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <string>
+#include <string_view>
+#include <utility>
 
 #include "codec/packet.hpp"
 
@@ -13,16 +19,69 @@ namespace tern::protocol {
 using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
-struct Message {
-  std::string topic;
-  std::string payload;
+class MessagePtr;
+
+class Message {
+ public:
+  // Copies topic, payload and origin into the message; takes the properties when given (topic alias
+  // and subscription identifiers must already be removed).
+  static MessagePtr make(std::string_view topic, std::string_view payload, std::uint8_t qos, bool retain,
+                         std::string_view origin, TimePoint created, codec::Properties* props = nullptr);
+
+  std::string_view topic;
+  std::string_view payload;
+  std::string_view origin;  // publishing client id, for No Local
   std::uint8_t qos = 0;
   bool retain = false;
-  // Properties forwarded to subscribers (topic alias and subscription identifiers removed).
-  codec::Properties props;
-  std::string origin;  // publishing client id, for No Local
   TimePoint created{};
+  // Properties forwarded to subscribers (an empty set when the message has none).
+  const codec::Properties& props() const { return props_ ? *props_ : kNoProperties; }
+  bool has_props() const { return props_ != nullptr; }
+
+ private:
+  friend class MessagePtr;
+  Message() = default;
+  ~Message() = default;
+  static void release(const Message* m);
+  static const codec::Properties kNoProperties;
+  mutable std::atomic<std::uint32_t> refs_{1};
+  std::unique_ptr<codec::Properties> props_;
 };
-using MessagePtr = std::shared_ptr<const Message>;
+
+// Shared ownership of an immutable Message (an intrusive count: one allocation per message).
+class MessagePtr {
+ public:
+  MessagePtr() = default;
+  MessagePtr(std::nullptr_t) {}
+  MessagePtr(const MessagePtr& o) : m_(o.m_) {
+    if (m_) m_->refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  MessagePtr(MessagePtr&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+  MessagePtr& operator=(const MessagePtr& o) {
+    MessagePtr tmp(o);
+    std::swap(m_, tmp.m_);
+    return *this;
+  }
+  MessagePtr& operator=(MessagePtr&& o) noexcept {
+    MessagePtr tmp(std::move(o));
+    std::swap(m_, tmp.m_);
+    return *this;
+  }
+  ~MessagePtr() { reset(); }
+  void reset() {
+    if (m_) Message::release(std::exchange(m_, nullptr));
+  }
+  const Message* get() const { return m_; }
+  const Message* operator->() const { return m_; }
+  const Message& operator*() const { return *m_; }
+  explicit operator bool() const { return m_ != nullptr; }
+  bool operator==(const MessagePtr& o) const { return m_ == o.m_; }
+  bool operator==(std::nullptr_t) const { return m_ == nullptr; }
+
+ private:
+  friend class Message;
+  explicit MessagePtr(const Message* m) : m_(m) {}
+  const Message* m_ = nullptr;
+};
 
 }  // namespace tern::protocol

@@ -423,14 +423,7 @@ void ServerConnection::handle_publish(codec::Publish& p) {
       return;
     }
   }
-  auto msg = std::make_shared<Message>();
-  msg->topic = std::move(p.topic);
-  msg->payload.assign(p.payload);
-  msg->qos = p.qos;
-  msg->retain = p.retain;
-  if (v5) msg->props = std::move(p.props);
-  msg->origin = client_id_;
-  msg->created = last_rx_;
+  MessagePtr msg = Message::make(p.topic, p.payload, p.qos, p.retain, client_id_, last_rx_, v5 ? &p.props : nullptr);
   switch (p.qos) {
     case 0: handler_.on_publish(*this, msg); break;
     case 1: {
@@ -638,7 +631,7 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   const bool v5 = version_ == Version::kV5;
   std::size_t props_len = 0;
   if (v5) {
-    props_len = codec::properties_size(m.props);
+    props_len = codec::properties_size(m.props());
     for (auto id : d.sub_ids) props_len += 1 + codec::varint_size(id);
   }
   std::size_t remaining = 2 + m.topic.size() + (d.qos > 0 ? 2 : 0) +
@@ -657,7 +650,7 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   if (d.qos > 0) put_u16(b, packet_id);
   if (v5) {
     codec::put_varint(static_cast<std::uint32_t>(props_len), b);
-    codec::encode_properties(m.props, b);
+    codec::encode_properties(m.props(), b);
     for (auto id : d.sub_ids) {
       b.push_back(0x0B);
       codec::put_varint(id, b);

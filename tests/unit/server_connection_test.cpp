@@ -189,11 +189,7 @@ codec::Ack ack(codec::PacketType t, std::uint16_t id, std::uint8_t reason = 0) {
 }
 
 MessagePtr message(std::string topic, std::string payload, std::uint8_t qos = 1) {
-  auto m = std::make_shared<Message>();
-  m->topic = std::move(topic);
-  m->payload = std::move(payload);
-  m->qos = qos;
-  return m;
+  return Message::make(topic, payload, qos, false, {}, {});
 }
 
 template <typename T>
@@ -954,7 +950,7 @@ TEST(ServerConnection, TopicAliasMapsEmptyTopicToTheRegisteredTopic) {
   ASSERT_EQ(t.h.published.size(), 2u);
   EXPECT_EQ(t.h.published[1]->topic, "sensors/temp");
   EXPECT_EQ(t.h.published[1]->payload, "21");
-  EXPECT_FALSE(t.h.published[1]->props.topic_alias.has_value()) << "alias is not forwarded";
+  EXPECT_FALSE(t.h.published[1]->props().topic_alias.has_value()) << "alias is not forwarded";
   // Re-mapping the alias to another topic.
   auto p3 = publish("other", "x", 0);
   p3.props.topic_alias = 2;
