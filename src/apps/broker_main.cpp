@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "broker/broker.hpp"
+#include "broker/snapshot.hpp"
 #include "config/config.hpp"
 #include "core/log.hpp"
 #include "net/log.hpp"
@@ -50,6 +51,15 @@ void drop_privileges(const config::Config& cfg) {
   if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
     throw std::runtime_error(fmt::format("cannot drop privileges to '{}': {}", pw->pw_name, std::strerror(errno)));
   }
+}
+
+// Fails at start, not at the first save, when the snapshot cannot be written where configured.
+void check_writable(const std::string& path) {
+  std::string probe = path + ".new";
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (!f) throw std::runtime_error(fmt::format("cannot write persistence file {}: {}", probe, std::strerror(errno)));
+  std::fclose(f);
+  ::unlink(probe.c_str());
 }
 
 }  // namespace
@@ -132,6 +142,16 @@ int broker_main(int argc, char** argv) {
       pf << getpid() << "\n";
     }
     drop_privileges(cfg);
+    if (cfg.persistence) {
+      // Read after dropping privileges, so the file's directory is checked as the user that will
+      // write it.
+      broker::RestoreCounts counts;
+      std::string error;
+      if (!broker::load_snapshot(cfg.persistence_path(), broker, counts, error)) throw std::runtime_error(error);
+      log::write(log::kNotice, fmt::format("Restored {} sessions and {} retained messages from {}.", counts.sessions,
+                                           counts.retained, cfg.persistence_path()));
+      check_writable(cfg.persistence_path());
+    }
     int rc = server.run();
     if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
     return rc;

@@ -30,6 +30,9 @@ struct alignas(64) Stats {
   std::atomic<std::int64_t> clients_connected{0};
   std::atomic<std::int64_t> clients_total{0};
   std::atomic<std::uint64_t> connections_refused{0};
+  // Subscription changes, retained messages received and messages queued, which Mosquitto's
+  // autosave_on_changes counts.
+  std::atomic<std::uint64_t> changes{0};
 };
 
 // What a Shard needs from its worker thread (implemented by net::Worker).

@@ -26,6 +26,14 @@ void RetainedStore::match(std::string_view filter, std::vector<protocol::Message
   }
 }
 
+std::vector<protocol::MessagePtr> RetainedStore::all() const {
+  std::lock_guard lock(mu_);
+  std::vector<protocol::MessagePtr> out;
+  out.reserve(by_topic_.size());
+  for (const auto& [topic, msg] : by_topic_) out.push_back(msg);
+  return out;
+}
+
 std::size_t RetainedStore::size() const {
   std::lock_guard lock(mu_);
   return by_topic_.size();

@@ -17,6 +17,8 @@ class RetainedStore {
   void set(const protocol::MessagePtr& msg);
   void match(std::string_view filter, std::vector<protocol::MessagePtr>& out) const;
   std::size_t size() const;
+  // Every retained message (for snapshots).
+  std::vector<protocol::MessagePtr> all() const;
 
  private:
   mutable std::mutex mu_;

@@ -59,15 +59,7 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
       session_present = true;  // [MQTT-3.2.2-2]
     }
   }
-  if (!s) {
-    auto fresh = std::make_unique<Session>();
-    fresh->local_id = next_local_id_++;
-    fresh->key = (SessionKey{index_} << 48) | fresh->local_id;
-    fresh->client_id = id;
-    s = fresh.get();
-    by_id_[s->local_id] = s;
-    by_client_[id] = std::move(fresh);
-  }
+  if (!s) s = &new_session(id);
   s->conn = &c;
   c.user = s;
   stats_.clients_connected.fetch_add(1, std::memory_order_relaxed);
@@ -81,7 +73,10 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
 
 Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
   stats_.messages_received.fetch_add(1, std::memory_order_relaxed);
-  if (m->retain) broker_.retained().set(m);  // [MQTT-3.3.1-5]
+  if (m->retain) {
+    broker_.retained().set(m);  // [MQTT-3.3.1-5]
+    stats_.changes.fetch_add(1, std::memory_order_relaxed);
+  }
   Reason r = route(m, c.client_id());
   if (pause_publisher_) {
     pause_publisher_ = false;
@@ -153,6 +148,7 @@ void Shard::deliver_local(Session& s, Delivery d) {
   }
   if (!s.persistent) return;
   if (d.qos == 0 && !broker_.limits().queue_qos0) return;  // queue_qos0_messages false
+  stats_.changes.fetch_add(1, std::memory_order_relaxed);
   if (!protocol::queue_offline(s.state, std::move(d), broker_.limits())) {
     stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
     // Rate-limited: the first drop and then every 1000th.
@@ -171,6 +167,7 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
     SubOptions o{t.qos, t.no_local, t.retain_as_published,
                  sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
     bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested);
+    stats_.changes.fetch_add(1, std::memory_order_relaxed);
     s->subs[t.filter] = o;
     // Retain handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11].
     send_retained_[i] = t.retain_handling == 0 || (t.retain_handling == 1 && fresh);
@@ -200,6 +197,7 @@ void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std
   for (std::size_t i = 0; i < u.filters.size(); ++i) {
     if (codes[i] >= 0x80) continue;
     bool existed = broker_.router().unsubscribe(u.filters[i], s->key);
+    stats_.changes.fetch_add(1, std::memory_order_relaxed);
     s->subs.erase(u.filters[i]);
     codes[i] = existed ? 0x00 : to_byte(Reason::kNoSubscriptionExisted);
   }
@@ -231,16 +229,56 @@ void Shard::on_closed(ServerConnection& c, CloseCause cause) {
   // [MQTT-3.1.2-8]; Mosquitto also sends it on takeover, and so does Tern.
   publish_will(c);
   if (s->conn == &c) {
-    s->conn = nullptr;
     c.detach_session();
-    const bool v5 = c.version() == codec::Version::kV5;
-    s->persistent = v5 ? c.session_expiry() > 0 : !c.clean_start();
-    s->expiry_s = v5 ? c.session_expiry() : broker_.config().persistent_client_expiration;
-    if (!v5 && s->expiry_s == 0) s->expiry_s = 0xFFFFFFFF;
+    std::uint32_t expiry = 0;
+    s->persistent = lifetime(*s, expiry);
+    s->expiry_s = expiry;
+    s->conn = nullptr;
     s->offline_since = protocol::Clock::now();
     if (!s->persistent) end_session(*s);  // [MQTT-3.1.2-6] clean session ends with the connection
   }
   if (io_) io_->output_ready(c);
+}
+
+Session& Shard::new_session(const std::string& client_id) {
+  auto fresh = std::make_unique<Session>();
+  fresh->local_id = next_local_id_++;
+  fresh->key = (SessionKey{index_} << 48) | fresh->local_id;
+  fresh->client_id = client_id;
+  Session& s = *fresh;
+  by_id_[s.local_id] = &s;
+  by_client_[client_id] = std::move(fresh);
+  return s;
+}
+
+bool Shard::lifetime(const Session& s, std::uint32_t& expiry_s) const {
+  if (!s.conn) {
+    expiry_s = s.expiry_s;
+    return s.persistent;
+  }
+  const ServerConnection& c = *s.conn;
+  if (c.version() == codec::Version::kV5) {
+    expiry_s = c.session_expiry();
+    return expiry_s > 0;
+  }
+  expiry_s = broker_.config().persistent_client_expiration;
+  if (expiry_s == 0) expiry_s = 0xFFFFFFFF;
+  return !c.clean_start();
+}
+
+Session& Shard::restore_session(const std::string& client_id, std::uint32_t expiry_s, protocol::TimePoint offline_since) {
+  auto it = by_client_.find(client_id);
+  if (it != by_client_.end()) end_session(*it->second);
+  Session& s = new_session(client_id);
+  s.persistent = true;
+  s.expiry_s = expiry_s;
+  s.offline_since = offline_since;
+  return s;
+}
+
+void Shard::restore_subscription(Session& s, const std::string& filter, const SubOptions& o) {
+  broker_.router().subscribe(filter, s.key, s.client_id, o, &s.state.congested);
+  s.subs[filter] = o;
 }
 
 void Shard::end_session(Session& s) {

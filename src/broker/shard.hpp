@@ -61,6 +61,14 @@ class Shard : public protocol::ConnectionHandler {
   // Owner thread, about once a second: session expiry.
   void tick(protocol::TimePoint now);
   std::size_t session_count() const { return by_client_.size(); }
+  // Every session of this worker, by client id (owner thread, or no worker running).
+  const std::unordered_map<std::string, std::unique_ptr<Session>>& sessions() const { return by_client_; }
+  // Whether a session outlives its connection, and for how long (seconds; 0xFFFFFFFF = never).
+  bool lifetime(const Session& s, std::uint32_t& expiry_s) const;
+  // Creates an offline persistent session to be filled from a snapshot (before workers start).
+  Session& restore_session(const std::string& client_id, std::uint32_t expiry_s, protocol::TimePoint offline_since);
+  // Records a subscription of a restored session in the session and the router.
+  void restore_subscription(Session& s, const std::string& filter, const SubOptions& o);
   // Worker 0 only: publishes the retained $SYS topics (every sys_interval seconds).
   void publish_sys(protocol::TimePoint now);
 
@@ -68,6 +76,7 @@ class Shard : public protocol::ConnectionHandler {
   Reason route(const protocol::MessagePtr& m, const std::string& publisher);
   void deliver_local(Session& s, protocol::Delivery d);
   void end_session(Session& s);
+  Session& new_session(const std::string& client_id);
   void publish_will(protocol::ServerConnection& c);
 
   Broker& broker_;

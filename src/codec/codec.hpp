@@ -54,5 +54,8 @@ void put_varint(std::uint32_t v, std::string& out);
 std::size_t varint_size(std::uint32_t v);
 void encode_properties(const Properties& props, std::string& out);
 std::size_t properties_size(const Properties& props);
+// Decodes a property block as encode_properties writes it (length, then properties), with the
+// rules of a PUBLISH packet's properties. For stored records; the packet decoder uses the same code.
+DecodeError decode_publish_properties(const std::uint8_t* data, std::size_t size, Properties& out);
 
 }  // namespace tern::codec

@@ -496,4 +496,11 @@ DecodeError decode_packet(const FrameHeader& h, const std::uint8_t* body, Versio
   return malformed("unknown packet type");
 }
 
+DecodeError decode_publish_properties(const std::uint8_t* data, std::size_t size, Properties& out) {
+  Reader r(data, size);
+  DecodeError e = read_properties(r, bit(PacketType::kPublish), out);
+  if (!e && r.left() != 0) e = malformed("bytes after the property block");
+  return e;
+}
+
 }  // namespace tern::codec

@@ -60,7 +60,6 @@ const std::set<std::string>& refused_keys() {
 
 const std::set<std::string>& warned_keys() {
   static const std::set<std::string> k = {
-      "autosave_interval", "autosave_on_changes", "persistence_file", "persistence_location",
       "allow_duplicate_messages", "check_retain_source", "memory_limit", "max_inflight_bytes",
       "log_facility", "websockets_log_level", "websockets_headers_size", "auth_plugin_deny_special_chars",
       "sys_interval_ignored", "retry_interval", "store_clean_interval"};
@@ -242,10 +241,17 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
   } else if (k == "max_outbound_bytes") {
     cfg.max_outbound_bytes = parse_uint(c, a, UINT32_MAX);
   } else if (k == "persistence") {
-    if (parse_bool(c, a)) {
-      c.fail("persistence true is not supported yet: Tern would not keep sessions and retained "
-             "messages across a restart. Remove the line or set persistence false.");
-    }
+    cfg.persistence = parse_bool(c, a);
+  } else if (k == "persistence_location") {
+    if (a.size() != 2) c.fail("expects a directory");
+    cfg.persistence_location = a[1];
+  } else if (k == "persistence_file") {
+    if (a.size() != 2 || a[1].empty()) c.fail("expects a file name");
+    cfg.persistence_file = a[1];
+  } else if (k == "autosave_interval") {
+    cfg.autosave_interval = static_cast<std::uint32_t>(parse_uint(c, a, UINT32_MAX));
+  } else if (k == "autosave_on_changes") {
+    cfg.autosave_on_changes = parse_bool(c, a);
   } else if (k == "include_dir") {
     if (a.size() != 2) c.fail("expects a directory");
     std::vector<std::filesystem::path> files;

@@ -67,6 +67,18 @@ struct Config {
   unsigned connect_timeout = 10;  // seconds
   unsigned sys_interval = 10;
   std::size_t max_outbound_bytes = 4u * 1024 * 1024;
+  // Persistence with Mosquitto's meaning: the broker's state is saved to one file on shutdown and
+  // every autosave_interval seconds (or changes, with autosave_on_changes), and restored at start.
+  bool persistence = false;
+  std::string persistence_location;  // directory; empty = the working directory
+  std::string persistence_file = "tern.db";
+  std::uint32_t autosave_interval = 1800;
+  bool autosave_on_changes = false;
+  std::string persistence_path() const {
+    if (persistence_location.empty()) return persistence_file;
+    if (persistence_location.back() == '/') return persistence_location + persistence_file;
+    return persistence_location + "/" + persistence_file;
+  }
   std::vector<std::string> warnings;  // one line each, printed at startup
 
   // Mosquitto 2.0: with no listener configured, only loopback with anonymous access; with a listener

@@ -204,16 +204,21 @@ TEST(Config, PasswordFileIsRefusedForSecurity) {
   EXPECT_THROW(load("certfile /x.pem\n"), ConfigError);
 }
 
-TEST(Config, AutosaveIntervalOnlyWarns) {
-  Config c;
-  ASSERT_NO_THROW(tern::config::load_string("autosave_interval 1800\n", "t.conf", c));
-  ASSERT_EQ(c.warnings.size(), 1u);
-  EXPECT_CONTAINS(c.warnings[0], "t.conf:1: autosave_interval");
-}
-
-TEST(Config, PersistenceFalseIsAcceptedAndTrueRefused) {
-  EXPECT_NO_THROW(load("persistence false\n"));
-  EXPECT_CONTAINS(error_of("persistence true\n"), "t.conf:1: persistence");
+TEST(Config, PersistenceKeysAsMosquitto) {
+  Config d = load("");
+  EXPECT_FALSE(d.persistence);
+  EXPECT_EQ(d.autosave_interval, 1800u);
+  EXPECT_EQ(d.persistence_path(), "tern.db");
+  Config c = load("persistence true\npersistence_location /var/lib/mosquitto/\nautosave_interval 60\n"
+                  "autosave_on_changes true\n");
+  EXPECT_TRUE(c.persistence);
+  EXPECT_TRUE(c.warnings.empty());
+  EXPECT_EQ(c.autosave_interval, 60u);
+  EXPECT_TRUE(c.autosave_on_changes);
+  EXPECT_EQ(c.persistence_path(), "/var/lib/mosquitto/tern.db");
+  EXPECT_EQ(load("persistence_location /x\npersistence_file s.db\n").persistence_path(), "/x/s.db");
+  EXPECT_CONTAINS(error_of("persistence maybe\n"), "t.conf:1: persistence");
+  EXPECT_CONTAINS(error_of("autosave_interval -5\n"), "t.conf:1: autosave_interval");
 }
 
 TEST(Config, BridgeKeysAreRefused) {
