@@ -40,6 +40,10 @@ namespace {
 void drop_privileges(const config::Config& cfg) {
   if (geteuid() != 0) return;
   const passwd* pw = getpwnam(cfg.user.c_str());
+  if (!pw && cfg.user_set) {
+    // As Mosquitto: only the default user may fall back to nobody.
+    throw std::runtime_error(fmt::format("Unable to drop privileges to '{}' because this user does not exist.", cfg.user));
+  }
   if (!pw) {
     log::write(log::kWarning, fmt::format("Warning: Unable to drop privileges to '{}' because this user does not exist. Trying 'nobody' instead.", cfg.user));
     pw = getpwnam("nobody");
@@ -116,7 +120,9 @@ int broker_main(int argc, char** argv) {
     return 3;
   }
   for (const auto& w : cfg.warnings) log::write(log::kWarning, "Warning: " + w);
-  if (daemonize && daemon(0, 0) != 0) {
+  // As Mosquitto, the daemon keeps the working directory, so relative paths (pid_file,
+  // persistence_location) mean the same with and without -d.
+  if (daemonize && daemon(1, 0) != 0) {
     std::fprintf(stderr, "Error: cannot daemonize: %s\n", std::strerror(errno));
     return 1;
   }

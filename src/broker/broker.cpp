@@ -20,6 +20,7 @@ Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
   limits_.max_topic_alias = cfg.max_topic_alias;
   limits_.receive_maximum = cfg.receive_maximum;
   limits_.max_outbound_bytes = cfg.max_outbound_bytes;
+  limits_.slow_subscriber_timeout = std::chrono::seconds(cfg.slow_subscriber_timeout);
   limits_.verbose = (cfg.log_types & config::kLogDebug) != 0;
   if (workers == 0) workers = 1;
   for (unsigned i = 0; i < workers; ++i) {

@@ -43,6 +43,8 @@ class WorkerIo {
   virtual void wake() = 0;
   // Owner thread: the connection has output (or was closed) and must be flushed.
   virtual void output_ready(protocol::ServerConnection& c) = 0;
+  // Owner thread: back-pressure is over for a paused connection; resume it and read it again.
+  virtual void resume(protocol::ServerConnection& c) = 0;
 };
 
 class Broker {

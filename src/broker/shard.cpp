@@ -80,7 +80,10 @@ Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
   Reason r = route(m, c.client_id());
   if (pause_publisher_) {
     pause_publisher_ = false;
-    c.pause();  // loss policy: a subscriber's queue is full; stop reading this publisher for now
+    // Loss policy: a subscriber's queue is full; stop reading this publisher until it drains.
+    c.pause();
+    auto* s = static_cast<Session*>(c.user);
+    for (SessionKey sub : pause_on_) wait_on(sub, s->key);
   }
   return r;
 }
@@ -93,6 +96,7 @@ void Shard::publish_internal(const MessagePtr& m) {
 Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
   targets_.clear();
   pause_publisher_ = false;
+  pause_on_.clear();
   broker_.router().match(m->topic, publisher, targets_);
   if (targets_.empty()) return Reason::kNoMatchingSubscribers;
   // One copy per session at the highest granted QoS, with every subscription identifier
@@ -120,7 +124,11 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     d.retain = rap && m->retain;
     SessionKey key = targets_[i].key;
     for (std::size_t k = i; k < j; ++k) {
-      if (targets_[k].congested && d.qos > 0) pause_publisher_ = true;
+      if (targets_[k].congested && d.qos > 0) {
+        pause_publisher_ = true;
+        pause_on_.push_back(key);
+        break;
+      }
     }
     unsigned w = worker_of(key);
     if (w == index_) {
@@ -216,8 +224,7 @@ void Shard::publish_will(ServerConnection& c) {
   route(m, c.client_id());
 }
 
-void Shard::on_closed(ServerConnection& c, CloseCause cause) {
-  if (cause == CloseCause::kServerShutdown) c.clear_will();  // as Mosquitto: no wills on a graceful stop
+void Shard::on_closed(ServerConnection& c, CloseCause) {
   auto* s = static_cast<Session*>(c.user);
   if (s == nullptr) {
     if (io_) io_->output_ready(c);
@@ -291,11 +298,66 @@ void Shard::end_session(Session& s) {
   by_client_.erase(s.client_id);  // destroys s
 }
 
+void Shard::wait_on(SessionKey sub, SessionKey publisher) {
+  unsigned w = worker_of(sub);
+  if (w == index_) {
+    add_waiter(sub & 0xFFFFFFFFFFFFull, publisher);
+  } else {
+    send_control(w, Control{Control::kWait, sub & 0xFFFFFFFFFFFFull, publisher});
+  }
+}
+
+void Shard::add_waiter(std::uint64_t sub_local, SessionKey publisher) {
+  auto it = by_id_.find(sub_local);
+  // Drained (or gone) since the publisher saw the flag: it goes on at once.
+  if (it == by_id_.end() || !it->second->state.congested.load(std::memory_order_relaxed)) {
+    resume_publisher(publisher);
+    return;
+  }
+  auto& w = it->second->waiters;
+  if (std::find(w.begin(), w.end(), publisher) == w.end()) w.push_back(publisher);
+}
+
+void Shard::resume_publisher(SessionKey publisher) {
+  unsigned w = worker_of(publisher);
+  if (w != index_) {
+    send_control(w, Control{Control::kResume, publisher & 0xFFFFFFFFFFFFull, 0});
+    return;
+  }
+  auto it = by_id_.find(publisher & 0xFFFFFFFFFFFFull);
+  if (it == by_id_.end() || !it->second->conn || !it->second->conn->paused()) return;
+  if (io_) io_->resume(*it->second->conn);
+}
+
+void Shard::on_drained(ServerConnection& c) {
+  auto* s = static_cast<Session*>(c.user);
+  if (!s) return;
+  std::vector<SessionKey> waiters;
+  waiters.swap(s->waiters);
+  for (SessionKey p : waiters) resume_publisher(p);
+}
+
+void Shard::send_control(unsigned worker, Control c) {
+  if (control_out_.empty()) control_out_.resize(broker_.workers());
+  control_out_[worker].push_back(c);
+}
+
+void Shard::enqueue(std::vector<Control>& items) {
+  bool wake;
+  {
+    std::lock_guard lock(inbox_mu_);
+    wake = inbox_.empty() && control_in_.empty();
+    for (auto& c : items) control_in_.push_back(c);
+  }
+  items.clear();
+  if (wake && io_) io_->wake();
+}
+
 void Shard::enqueue(std::vector<InboxItem>& items) {
   bool wake;
   {
     std::lock_guard lock(inbox_mu_);
-    wake = inbox_.empty();
+    wake = inbox_.empty() && control_in_.empty();
     if (inbox_.empty()) {
       inbox_.swap(items);
     } else {
@@ -310,7 +372,16 @@ void Shard::drain_inbox() {
   {
     std::lock_guard lock(inbox_mu_);
     draining_.swap(inbox_);
+    control_draining_.swap(control_in_);
   }
+  for (const Control& c : control_draining_) {
+    if (c.kind == Control::kWait) {
+      add_waiter(c.session, c.other);
+    } else {
+      resume_publisher((SessionKey{index_} << 48) | c.session);
+    }
+  }
+  control_draining_.clear();
   for (auto& item : draining_) {
     auto it = by_id_.find(item.session);
     if (it != by_id_.end()) deliver_local(*it->second, std::move(item.delivery));
@@ -319,6 +390,9 @@ void Shard::drain_inbox() {
 }
 
 void Shard::flush_outboxes() {
+  for (unsigned w = 0; w < control_out_.size(); ++w) {
+    if (!control_out_[w].empty()) broker_.shard(w).enqueue(control_out_[w]);
+  }
   for (unsigned w = 0; w < outbox_.size(); ++w) {
     auto& box = outbox_[w];
     if (box.empty()) continue;

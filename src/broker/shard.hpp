@@ -22,6 +22,17 @@ struct Session {
   std::uint32_t expiry_s = 0;  // 0xFFFFFFFF = never
   protocol::TimePoint offline_since{};
   std::uint64_t drops_logged = 0;
+  // Publishers (their session keys) paused because this session was congested; resumed when it
+  // drains or goes offline.
+  std::vector<SessionKey> waiters;
+};
+
+// A back-pressure signal between workers: "pause publisher `other` until session `session` drains"
+// (kWait, sent to the subscriber's worker) or "resume publisher `session`" (kResume).
+struct Control {
+  enum Kind : std::uint8_t { kWait, kResume } kind;
+  std::uint64_t session;  // local id on the destination worker
+  SessionKey other = 0;
 };
 
 // A delivery handed from one worker to another.
@@ -47,13 +58,18 @@ class Shard : public protocol::ConnectionHandler {
   void on_unsubscribe(protocol::ServerConnection& c, const codec::Unsubscribe& u,
                       std::vector<std::uint8_t>& codes) override;
   void on_closed(protocol::ServerConnection& c, protocol::CloseCause cause) override;
+  void on_drained(protocol::ServerConnection& c) override;
   std::string assign_client_id(const std::string& prefix) override;
   void log(int level, const std::string& line) override;
 
+  // Publishes the connection's will now, if it has one (then it has none). On a graceful stop every
+  // will goes out before any connection is closed, as Mosquitto 2.0 does.
+  void publish_will(protocol::ServerConnection& c);
   // Routes a message published by the broker itself ($SYS).
   void publish_internal(const protocol::MessagePtr& m);
   // Any thread: append deliveries for sessions of this worker.
   void enqueue(std::vector<InboxItem>& items);
+  void enqueue(std::vector<Control>& items);
   // Owner thread: deliver what other workers handed over.
   void drain_inbox();
   // Owner thread: hand collected cross-worker deliveries to their workers (one batch each).
@@ -75,9 +91,14 @@ class Shard : public protocol::ConnectionHandler {
  private:
   Reason route(const protocol::MessagePtr& m, const std::string& publisher);
   void deliver_local(Session& s, protocol::Delivery d);
+  // Back-pressure: register `publisher` as waiting on subscriber session `sub` (any worker), and
+  // resume a publisher (any worker).
+  void wait_on(SessionKey sub, SessionKey publisher);
+  void add_waiter(std::uint64_t sub_local, SessionKey publisher);
+  void resume_publisher(SessionKey publisher);
+  void send_control(unsigned worker, Control c);
   void end_session(Session& s);
   Session& new_session(const std::string& client_id);
-  void publish_will(protocol::ServerConnection& c);
 
   Broker& broker_;
   unsigned index_;
@@ -87,6 +108,8 @@ class Shard : public protocol::ConnectionHandler {
   std::unordered_map<std::string, std::unique_ptr<Session>> by_client_;
   std::unordered_map<std::uint64_t, Session*> by_id_;
   std::vector<std::vector<InboxItem>> outbox_;  // per destination worker
+  std::vector<std::vector<Control>> control_out_;  // per destination worker
+  std::vector<SessionKey> pause_on_;               // congested targets of the message being routed
   std::vector<std::uint8_t> send_retained_;     // between on_subscribe and on_subscribed
   std::vector<Target> targets_;                 // scratch
   bool pause_publisher_ = false;
@@ -94,6 +117,8 @@ class Shard : public protocol::ConnectionHandler {
   std::mutex inbox_mu_;
   std::vector<InboxItem> inbox_;
   std::vector<InboxItem> draining_;
+  std::vector<Control> control_in_;
+  std::vector<Control> control_draining_;
 };
 
 }  // namespace tern::broker

@@ -238,6 +238,8 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     if (cfg.connect_timeout == 0) c.fail("must be at least 1");
   } else if (k == "sys_interval") {
     cfg.sys_interval = static_cast<unsigned>(parse_uint(c, a, 65535));
+  } else if (k == "slow_subscriber_timeout") {
+    cfg.slow_subscriber_timeout = static_cast<std::uint32_t>(parse_uint(c, a, 86400 * 365));
   } else if (k == "max_outbound_bytes") {
     cfg.max_outbound_bytes = parse_uint(c, a, UINT32_MAX);
   } else if (k == "persistence") {

@@ -67,6 +67,7 @@ struct Config {
   unsigned connect_timeout = 10;  // seconds
   unsigned sys_interval = 10;
   std::size_t max_outbound_bytes = 4u * 1024 * 1024;
+  std::uint32_t slow_subscriber_timeout = 60;  // seconds; 0 = never
   // Persistence with Mosquitto's meaning: the broker's state is saved to one file on shutdown and
   // every autosave_interval seconds (or changes, with autosave_on_changes), and restored at start.
   bool persistence = false;

@@ -40,6 +40,8 @@ struct Conn : std::enable_shared_from_this<Conn> {
   std::vector<asio::const_buffer> iov;
   bool write_active = false;
   bool dirty = false;
+  bool parked = false;          // paused by back-pressure, not being read
+  bool in_paused_list = false;
   bool finished = false;
 };
 
@@ -83,14 +85,18 @@ struct Worker final : broker::WorkerIo {
 
   // Runs after every batch of work: hand cross-worker deliveries over, then write what is pending.
   void after_event() {
-    shard.flush_outboxes();
-    while (!dirty.empty()) {
-      std::vector<Conn*> batch;
-      batch.swap(dirty);
-      for (Conn* c : batch) {
-        c->dirty = false;
-        flush(*c);
+    for (;;) {
+      shard.flush_outboxes();
+      while (!dirty.empty()) {
+        std::vector<Conn*> batch;
+        batch.swap(dirty);
+        for (Conn* c : batch) {
+          c->dirty = false;
+          flush(*c);
+        }
       }
+      if (resumable.empty()) break;
+      run_resumable();
     }
   }
 
@@ -115,18 +121,23 @@ struct Worker final : broker::WorkerIo {
     continue_reading(c);
   }
 
-  // Reads on, unless back-pressure paused the connection: then it waits in `paused` and is
-  // retried every millisecond (one timer per worker, armed only while something is paused).
+  // Reads on, unless back-pressure paused the connection: then it is parked until the congested
+  // subscriber's worker says it drained (resume()). A slow safety timer also retries parked
+  // connections, so a lost signal can only delay a publisher, never stall it.
   void continue_reading(const std::shared_ptr<Conn>& c) {
     if (c->proto.closed() || c->finished) return;
     if (!c->proto.paused()) {
       start_read(c);
       return;
     }
-    paused.push_back(c);
+    c->parked = true;
+    if (!c->in_paused_list) {
+      c->in_paused_list = true;
+      paused.push_back(c);
+    }
     if (!pause_armed) {
       pause_armed = true;
-      pause_timer.expires_after(std::chrono::milliseconds(1));
+      pause_timer.expires_after(std::chrono::milliseconds(250));
       pause_timer.async_wait([this](boost::system::error_code ec) {
         pause_armed = false;
         if (ec) return;
@@ -135,17 +146,33 @@ struct Worker final : broker::WorkerIo {
     }
   }
 
+  void resume(ServerConnection& pc) override {
+    auto* conn = static_cast<Conn*>(pc.transport);
+    if (conn && conn->parked && !conn->finished) resumable.push_back(conn->shared_from_this());
+  }
+
+  // Runs the connections whose back-pressure ended (from after_event: never inside a protocol call).
+  void run_resumable() {
+    std::vector<std::shared_ptr<Conn>> batch;
+    batch.swap(resumable);
+    auto now = Clock::now();
+    for (auto& c : batch) {
+      if (c->finished || !c->parked) continue;
+      c->parked = false;
+      c->proto.resume(now);
+      output_ready(c->proto);
+      continue_reading(c);
+    }
+  }
+
   void retry_paused() {
     std::vector<std::shared_ptr<Conn>> batch;
     batch.swap(paused);
-    auto now = Clock::now();
     for (auto& c : batch) {
-      if (c->finished) continue;
-      c->proto.resume(now);
-      output_ready(c->proto);
+      c->in_paused_list = false;
+      if (c->parked) resumable.push_back(c);
     }
     after_event();
-    for (auto& c : batch) continue_reading(c);
   }
 
   void start_read(const std::shared_ptr<Conn>& c) {
@@ -264,6 +291,13 @@ struct Worker final : broker::WorkerIo {
     conns.erase(&c);  // may destroy c
   }
 
+  void publish_wills() {
+    for (auto& [p, c] : conns) {
+      if (c->proto.state() == ServerConnection::State::kConnected) shard.publish_will(c->proto);
+    }
+    after_event();
+  }
+
   void shutdown_all() {
     for (auto& [p, c] : conns) {
       c->proto.disconnect(Reason::kServerShuttingDown, protocol::CloseCause::kServerShutdown);
@@ -279,7 +313,8 @@ struct Worker final : broker::WorkerIo {
   asio::steady_timer ticker;
   asio::steady_timer pause_timer;
   bool pause_armed = false;
-  std::vector<std::shared_ptr<Conn>> paused;
+  std::vector<std::shared_ptr<Conn>> paused;     // parked connections, for the safety timer
+  std::vector<std::shared_ptr<Conn>> resumable;  // back-pressure over; run from after_event
   std::thread thread;
   std::vector<std::uint8_t> rbuf;
   std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;
@@ -542,7 +577,19 @@ int Server::run() {
   im.arm_autosave();
   im.io.run();
   log::write(log::kNotice, fmt::format("Tern broker stopping on signal {}.", stop_signal));
-  // Graceful stop: DISCONNECT 0x8B to 5.0 clients, flush, close.
+  // Graceful stop. First every connected client's will is published (Mosquitto 2.0 does so), and
+  // only when all workers have routed them are connections closed, so subscribers on any worker
+  // receive them: cross-worker deliveries were posted before the closing task and run first.
+  for (auto& w : im.workers) {
+    std::promise<void> done;
+    auto f = done.get_future();
+    asio::post(w->io, [&w, &done] {
+      w->publish_wills();
+      done.set_value();
+    });
+    f.wait_for(std::chrono::seconds(2));
+  }
+  // Then DISCONNECT 0x8B to 5.0 clients, flush, close.
   for (auto& w : im.workers) {
     std::promise<void> done;
     auto f = done.get_future();

@@ -169,6 +169,8 @@ void ServerConnection::close(CloseCause cause) {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   cause_ = cause;
+  // Offline, the queue no longer holds publishers back (max_queued_messages bounds it instead).
+  if (session_ && session_->congested.exchange(false, std::memory_order_relaxed)) handler_.on_drained(*this);
   const std::string& id = client_id_.empty() ? std::string("<unknown>") : client_id_;
   switch (cause) {
     case CloseCause::kClientDisconnect: log(1, fmt::format("Client {} disconnected.", id)); break;
@@ -200,7 +202,21 @@ void ServerConnection::on_tick(TimePoint now) {
     if (now - opened_ > limits_.connect_timeout) close(CloseCause::kConnectTimeout);
     return;
   }
-  if (state_ != State::kConnected || keepalive_ == 0) return;
+  if (state_ != State::kConnected) return;
+  // A paused connection is not read, by the broker's choice: its silence is not the client's.
+  if (paused_) last_rx_ = now;
+  if (session_ && session_->congested.load(std::memory_order_relaxed)) {
+    if (congested_since_ == TimePoint{}) congested_since_ = now;
+    if (limits_.slow_subscriber_timeout.count() != 0 && now - congested_since_ >= limits_.slow_subscriber_timeout) {
+      log(2, fmt::format("Client {} has not read its messages for {} s (slow_subscriber_timeout), disconnecting.",
+                         client_id_, limits_.slow_subscriber_timeout.count()));
+      disconnect(Reason::kQuotaExceeded, CloseCause::kSlowConsumer);
+      return;
+    }
+  } else {
+    congested_since_ = TimePoint{};
+  }
+  if (keepalive_ == 0) return;
   // [MQTT-3.1.2-24] close after one and a half keepalive periods without a packet.
   auto limit = std::chrono::milliseconds(std::uint64_t{keepalive_} * 1500);
   if (now - last_rx_ > limit) disconnect(Reason::kKeepAliveTimeout, CloseCause::kKeepaliveTimeout);
@@ -623,7 +639,7 @@ void ServerConnection::pump_queue() {
       start_flight(std::move(d));
     }
   }
-  session_->update_congestion(congestion_high_water());
+  if (session_->update_congestion(congestion_high_water())) handler_.on_drained(*this);
 }
 
 bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, bool dup) {

@@ -31,6 +31,9 @@ struct ServerLimits {
   std::uint16_t max_topic_alias = 10;
   std::uint16_t receive_maximum = 65535;   // advertised to 5.0 clients
   std::size_t max_outbound_bytes = 4u * 1024 * 1024;  // buffered for one connection before QoS 0 drops
+  // A subscriber whose queue stays above the high-water mark this long is disconnected (the loss
+  // policy: its publishers are paused meanwhile). 0 = never.
+  std::chrono::seconds slow_subscriber_timeout{60};
   bool verbose = false;                    // log every packet
 };
 
@@ -87,6 +90,9 @@ class ConnectionHandler {
                              const std::vector<std::uint8_t>& codes) = 0;
   virtual void on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u,
                               std::vector<std::uint8_t>& codes) = 0;
+  // The session's queue went below its low-water mark (or the connection closed) after being
+  // congested: publishers paused because of it may be resumed.
+  virtual void on_drained(ServerConnection&) {}
   // The connection ended (called once). The will, if any, is still in c.will().
   virtual void on_closed(ServerConnection& c, CloseCause cause) = 0;
   // Chooses the identifier for a client that sent an empty one [MQTT-3.1.3-6].
@@ -191,6 +197,7 @@ class ServerConnection {
   std::vector<std::string> inbound_aliases_;
   TimePoint opened_;
   TimePoint last_rx_;
+  TimePoint congested_since_{};  // when the session's queue went above the high-water mark
   std::string partial_;
   OutBuffer out_;
   SessionState* session_ = nullptr;

@@ -40,12 +40,15 @@ struct SessionState {
   // back-pressure for QoS 1/2.
   std::atomic<bool> congested{false};
 
-  void update_congestion(std::size_t high_water) {
+  // Returns true when the flag was just cleared (the publishers waiting on it may go on).
+  bool update_congestion(std::size_t high_water) {
     if (queue.size() >= high_water) {
       if (!congested.load(std::memory_order_relaxed)) congested.store(true, std::memory_order_relaxed);
     } else if (queue.size() <= high_water / 2 && congested.load(std::memory_order_relaxed)) {
       congested.store(false, std::memory_order_relaxed);
+      return true;
     }
+    return false;
   }
 
   std::uint16_t allocate_packet_id();

@@ -1133,6 +1133,53 @@ TEST(ServerConnection, OnlineQos1QueueIsNotDroppedAndFlagsCongestion) {
   EXPECT_FALSE(t.h.state.congested.load()) << "cleared at half the high-water mark";
 }
 
+// Loss policy: a subscriber that stays congested for slow_subscriber_timeout is disconnected (5.0:
+// DISCONNECT 0x97); its session keeps the queue, and going offline clears the flag so that its
+// publishers are no longer held back.
+TEST(ServerConnection, SlowSubscriberIsDisconnectedAfterTimeout) {
+  Harness t;
+  t.limits.max_inflight = 1;
+  t.limits.max_queued_messages = 4;
+  t.limits.slow_subscriber_timeout = std::chrono::seconds(30);
+  t.connect(Version::kV5, "slow", true, 0);
+  for (int i = 0; i < 6; ++i) t.c->deliver(Delivery{message("d", "m" + std::to_string(i)), 1, false, {}});
+  ASSERT_TRUE(t.h.state.congested.load());
+  t.take();
+  t.c->on_tick(t.t0 + 1s);
+  t.c->on_tick(t.t0 + 30s);
+  EXPECT_FALSE(t.c->closed()) << "29 s congested: still within the timeout";
+  t.c->on_tick(t.t0 + 31s);
+  ASSERT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), tern::protocol::CloseCause::kSlowConsumer);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x97);
+  EXPECT_EQ(t.h.state.queue.size(), 5u) << "the queue stays with the session";
+  EXPECT_FALSE(t.h.state.congested.load()) << "an offline session does not pause publishers";
+}
+
+TEST(ServerConnection, CongestionThatClearsResetsTheSlowSubscriberClock) {
+  Harness t;
+  t.limits.max_inflight = 1;
+  t.limits.max_queued_messages = 4;
+  t.limits.slow_subscriber_timeout = std::chrono::seconds(30);
+  t.connect(Version::kV311, "slow", true, 0);
+  for (int i = 0; i < 6; ++i) t.c->deliver(Delivery{message("d", "m" + std::to_string(i)), 1, false, {}});
+  t.c->on_tick(t.t0 + 1s);
+  for (int i = 0; i < 5; ++i) {
+    auto ps = t.take();
+    ASSERT_EQ(ps.size(), 1u);
+    t.feed(ack(codec::PacketType::kPuback, as<codec::Publish>(ps[0]).packet_id), Version::kV311, 20s);
+  }
+  ASSERT_FALSE(t.h.state.congested.load());
+  t.c->on_tick(t.t0 + 25s);
+  for (int i = 0; i < 6; ++i) t.c->deliver(Delivery{message("d", "n" + std::to_string(i)), 1, false, {}});
+  t.c->on_tick(t.t0 + 40s);
+  EXPECT_FALSE(t.c->closed()) << "congested again at 25-40 s: the clock restarted";
+  t.c->on_tick(t.t0 + 71s);
+  EXPECT_TRUE(t.c->closed());
+}
+
 // Back-pressure: a paused connection handles no further packet until resume().
 TEST(ServerConnection, PausedConnectionKeepsInputUntilResumed) {
   Harness t;
