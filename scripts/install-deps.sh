@@ -4,6 +4,8 @@ set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config libboost-dev libfmt-dev libjemalloc-dev libgtest-dev
       googletest python3 python3-paho-mqtt mosquitto-clients)
 if [ "${1:-}" = "--bench" ]; then pkgs+=(mosquitto); fi
+# libFuzzer (scripts/fuzz.sh): Debian ships it in libclang-rt-14-dev, only recommended by clang.
+if [ "${1:-}" = "--fuzz" ]; then pkgs+=(clang libclang-rt-14-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

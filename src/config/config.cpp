@@ -88,6 +88,7 @@ void load_lines(std::istream& in, const std::string& name, Config& cfg) {
     auto first = line.find_first_not_of(" \t");
     if (first == std::string::npos || line[first] == '#') continue;
     auto a = split_ws(line);
+    if (a.empty()) continue;  // only other whitespace (\v, \f, a stray \r)
     Ctx c{name, n, a[0]};
     // log_dest and similar keep the rest of the line verbatim.
     apply(cfg, a, c, base_dir);

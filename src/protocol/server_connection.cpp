@@ -119,7 +119,9 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
     codec::Packet p;
     auto e = codec::decode_packet(h, data + off + h.header_size, version_, p);
     if (e) {
-      if (auto* c = std::get_if<codec::Connect>(&p)) version_ = c->version;
+      // A first CONNECT that fails still tells which version to answer in; a later one must not
+      // change the version of a connection already established.
+      if (auto* c = std::get_if<codec::Connect>(&p); c && state_ == State::kAwaitConnect) version_ = c->version;
       decode_failed(e, h.first_byte);
       return n;
     }

@@ -221,6 +221,13 @@ TEST(Config, PersistenceKeysAsMosquitto) {
   EXPECT_CONTAINS(error_of("autosave_interval -5\n"), "t.conf:1: autosave_interval");
 }
 
+// Found by fuzz_config: a line of whitespace other than spaces and tabs read past an empty list.
+TEST(Config, LineOfOtherWhitespaceIsBlank) {
+  EXPECT_NO_THROW(load("\r  \n"));
+  EXPECT_NO_THROW(load("\v\nmax_inflight_messages 5\n\f\r\n"));
+  EXPECT_EQ(load("\v\nmax_inflight_messages 5\n").max_inflight_messages, 5);
+}
+
 TEST(Config, BridgeKeysAreRefused) {
   EXPECT_CONTAINS(error_of("connection mybridge\n"), "t.conf:1: connection");
   EXPECT_CONTAINS(error_of("bridge_protocol_version mqttv311\n"), "t.conf:1: bridge_protocol_version");

@@ -251,6 +251,27 @@ TEST(ServerConnection, MQTT_3_1_0_2_SecondConnectGetsDisconnect0x82OnV5) {
   EXPECT_EQ(t.h.connects, 1);
 }
 
+// Found by fuzz_server_connection: a malformed second CONNECT must not change the version of an
+// established connection (a 3.1.1 client was sent a 5.0 DISCONNECT; a 5.0 client got none).
+TEST(ServerConnection, MalformedSecondConnectKeepsTheVersion) {
+  Harness t;
+  t.connect(Version::kV311);
+  // Level 5 with the reserved flag bit set: malformed.
+  t.feed(std::string("\x10\x0e\x00\x04MQTT\x05\x03\x00\x3c\x00\x00\x01x", 16));
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->version(), Version::kV311);
+  EXPECT_TRUE(t.c->out().empty()) << "3.1.1 has no DISCONNECT from the server";
+
+  Harness t5;
+  t5.connect(Version::kV5);
+  t5.feed(std::string("\x10\x00", 2));
+  EXPECT_TRUE(t5.c->closed());
+  EXPECT_EQ(t5.c->version(), Version::kV5);
+  auto ps = t5.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x81);
+}
+
 TEST(ServerConnection, MQTT_3_1_2_1_UnknownProtocolNameClosesWithoutConnack) {
   Harness t;
   t.start();
