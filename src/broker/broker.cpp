@@ -21,6 +21,10 @@ Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
   limits_.receive_maximum = cfg.receive_maximum;
   limits_.max_outbound_bytes = cfg.max_outbound_bytes;
   limits_.slow_subscriber_timeout = std::chrono::seconds(cfg.slow_subscriber_timeout);
+  limits_.max_qos = cfg.max_qos;
+  limits_.retain_available = cfg.retain_available;
+  limits_.response_topic_prefix = cfg.response_topic_prefix;
+  limits_.validate_utf8_payload = cfg.validate_utf8_payload;
   limits_.verbose = (cfg.log_types & config::kLogDebug) != 0;
   if (workers == 0) workers = 1;
   for (unsigned i = 0; i < workers; ++i) {

@@ -4,26 +4,51 @@
 
 namespace tern::broker {
 
+namespace {
+bool has_expiry(const protocol::Message& m) { return m.has_props() && m.props().message_expiry.has_value(); }
+// A retained message expires like any other [MQTT-3.3.2-5].
+bool expired(const protocol::Message& m, protocol::TimePoint now) {
+  return has_expiry(m) && now - m.created >= std::chrono::seconds(*m.props().message_expiry);
+}
+}  // namespace
+
 void RetainedStore::set(const protocol::MessagePtr& msg) {
   std::lock_guard lock(mu_);
-  if (msg->payload.empty()) {
-    by_topic_.erase(std::string(msg->topic));
+  auto it = by_topic_.find(std::string(msg->topic));
+  if (it != by_topic_.end()) {
+    if (has_expiry(*it->second)) --with_expiry_;
+    if (msg->payload.empty()) {
+      by_topic_.erase(it);
+      return;
+    }
+    it->second = msg;
   } else {
-    by_topic_[std::string(msg->topic)] = msg;
+    if (msg->payload.empty()) return;
+    by_topic_.emplace(std::string(msg->topic), msg);
   }
+  if (has_expiry(*msg)) ++with_expiry_;
 }
 
-void RetainedStore::match(std::string_view filter, std::vector<protocol::MessagePtr>& out) const {
+void RetainedStore::match(std::string_view filter, std::vector<protocol::MessagePtr>& out,
+                          protocol::TimePoint now) const {
   std::lock_guard lock(mu_);
   bool wild = filter.find_first_of("+#") != std::string_view::npos;
   if (!wild) {
     auto it = by_topic_.find(std::string(filter));
-    if (it != by_topic_.end()) out.push_back(it->second);
+    if (it != by_topic_.end() && !expired(*it->second, now)) out.push_back(it->second);
     return;
   }
   for (const auto& [topic, msg] : by_topic_) {
-    if (topic_matches(filter, topic)) out.push_back(msg);
+    if (topic_matches(filter, topic) && !expired(*msg, now)) out.push_back(msg);
   }
+}
+
+std::size_t RetainedStore::purge_expired(protocol::TimePoint now) {
+  std::lock_guard lock(mu_);
+  if (with_expiry_ == 0) return 0;  // the common case: nothing to scan
+  std::size_t n = std::erase_if(by_topic_, [now](const auto& kv) { return expired(*kv.second, now); });
+  with_expiry_ -= n;
+  return n;
 }
 
 std::vector<protocol::MessagePtr> RetainedStore::all() const {

@@ -15,7 +15,11 @@ class RetainedStore {
   // Stores or replaces the retained message of its topic; an empty payload clears the topic and is
   // never stored [MQTT-3.3.1-10], [MQTT-3.3.1-11].
   void set(const protocol::MessagePtr& msg);
-  void match(std::string_view filter, std::vector<protocol::MessagePtr>& out) const;
+  // Appends the retained messages matching `filter` that have not expired at `now`.
+  void match(std::string_view filter, std::vector<protocol::MessagePtr>& out,
+             protocol::TimePoint now = protocol::Clock::now()) const;
+  // Removes retained messages whose Message Expiry Interval has passed. Returns how many.
+  std::size_t purge_expired(protocol::TimePoint now);
   std::size_t size() const;
   // Every retained message (for snapshots).
   std::vector<protocol::MessagePtr> all() const;
@@ -23,6 +27,7 @@ class RetainedStore {
  private:
   mutable std::mutex mu_;
   std::unordered_map<std::string, protocol::MessagePtr> by_topic_;
+  std::size_t with_expiry_ = 0;  // stored messages with a Message Expiry Interval
 };
 
 }  // namespace tern::broker

@@ -432,6 +432,7 @@ void Shard::publish_sys(protocol::TimePoint now) {
 
 void Shard::tick(protocol::TimePoint now) {
   publish_sys(now);
+  if (index_ == 0) broker_.retained().purge_expired(now);
   std::vector<Session*> expired;
   for (auto& [id, s] : by_client_) {
     if (s->conn || !s->persistent || s->expiry_s == 0xFFFFFFFF) continue;

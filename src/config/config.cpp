@@ -54,7 +54,7 @@ const std::set<std::string>& refused_keys() {
       "plugin", "auth_plugin", "tls_version", "ciphers", "ciphers_tls1.3", "dhparamfile",
       "psk_hint", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1", "mount_point",
       "clientid_prefixes", "use_username_as_clientid", "per_listener_settings", "bind_interface",
-      "http_dir", "maximum_qos"};
+      "http_dir"};
   return k;
 }
 
@@ -184,7 +184,13 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     cfg.upgrade_outgoing_qos = parse_bool(c, a);
   } else if (k == "retain_available") {
     cfg.retain_available = parse_bool(c, a);
-    if (!cfg.retain_available) c.fail("retain_available false is not supported yet");
+  } else if (k == "max_qos") {
+    cfg.max_qos = static_cast<std::uint8_t>(parse_uint(c, a, 2));
+  } else if (k == "response_topic_prefix") {
+    if (a.size() != 2) c.fail("expects a topic prefix");
+    cfg.response_topic_prefix = a[1];
+  } else if (k == "validate_utf8_payload") {
+    cfg.validate_utf8_payload = parse_bool(c, a);
   } else if (k == "set_tcp_nodelay") {
     cfg.set_tcp_nodelay = parse_bool(c, a);
   } else if (k == "connection_messages") {

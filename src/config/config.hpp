@@ -53,6 +53,9 @@ struct Config {
   bool queue_qos0_messages = false;
   bool upgrade_outgoing_qos = false;
   bool retain_available = true;
+  std::uint8_t max_qos = 2;
+  std::string response_topic_prefix = "response/";
+  bool validate_utf8_payload = true;
   bool set_tcp_nodelay = true;
   bool connection_messages = true;
   unsigned log_types = kLogError | kLogWarning | kLogNotice | kLogInformation;

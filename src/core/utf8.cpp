@@ -4,13 +4,14 @@
 
 namespace tern {
 
-bool valid_mqtt_utf8(std::string_view s) {
+namespace {
+bool check_utf8(std::string_view s, bool allow_nul) {
   const auto* p = reinterpret_cast<const std::uint8_t*>(s.data());
   const auto* end = p + s.size();
   while (p < end) {
     std::uint8_t c = *p;
     if (c < 0x80) {
-      if (c == 0) return false;  // [MQTT-1.5.3-2]
+      if (c == 0 && !allow_nul) return false;  // [MQTT-1.5.3-2]
       ++p;
       continue;
     }
@@ -38,5 +39,9 @@ bool valid_mqtt_utf8(std::string_view s) {
   }
   return true;
 }
+}  // namespace
+
+bool valid_mqtt_utf8(std::string_view s) { return check_utf8(s, false); }
+bool valid_utf8_payload(std::string_view s) { return check_utf8(s, true); }
 
 }  // namespace tern

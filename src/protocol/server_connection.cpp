@@ -5,6 +5,7 @@
 #include <random>
 
 #include "core/topic.hpp"
+#include "core/utf8.hpp"
 #include "protocol/log_format.hpp"
 
 namespace tern::protocol {
@@ -294,6 +295,7 @@ void ServerConnection::handle_connect(codec::Connect& c) {
     session_expiry_ = c.props.session_expiry.value_or(0);
     client_receive_max_ = c.props.receive_maximum.value_or(65535);
     client_max_packet_ = c.props.maximum_packet_size.value_or(0);
+    client_alias_max_ = c.props.topic_alias_maximum.value_or(0);
     problem_info_ = c.props.request_problem_info.value_or(1) != 0;
     if (c.props.auth_method) {
       // No enhanced authentication method is offered yet [MQTT-4.12.0-1].
@@ -333,6 +335,17 @@ void ServerConnection::handle_connect(codec::Connect& c) {
       return;
     }
   }
+  if (will_) {
+    if (will_->qos > limits_.max_qos) {
+      refuse(Reason::kQosNotSupported);  // [MQTT-3.2.2-12]
+      return;
+    }
+    if (will_->retain && !limits_.retain_available) {
+      refuse(Reason::kRetainNotSupported);  // [MQTT-3.2.2-13]
+      return;
+    }
+  }
+  request_response_info_ = v5 && c.props.request_response_info.value_or(0) == 1;
   state_ = State::kConnecting;
   handler_.on_connect(*this, c);
 }
@@ -365,6 +378,10 @@ void ServerConnection::accept(SessionState* session, bool session_present, codec
     if (limits_.receive_maximum != 65535) ack.props.receive_maximum = limits_.receive_maximum;
     if (limits_.max_topic_alias != 0) ack.props.topic_alias_maximum = limits_.max_topic_alias;
     ack.props.maximum_packet_size = limits_.max_packet_size;
+    if (limits_.max_qos < 2) ack.props.maximum_qos = limits_.max_qos;  // [MQTT-3.2.2-9]; SUBSCRIBE still accepted [MQTT-3.2.2-10]
+    if (!limits_.retain_available) ack.props.retain_available = 0;
+    // Request Response Information: a per-client topic prefix, documented in configuration.md.
+    if (request_response_info_) ack.props.response_info = limits_.response_topic_prefix + client_id_;
   }
   send(ack);
   if (limits_.verbose) {
@@ -422,6 +439,29 @@ void ServerConnection::handle_publish(codec::Publish& p) {
   }
   if (limits_.verbose) {
     log(0, publish_log_line(false, client_id_, p.dup, p.qos, p.retain, p.packet_id, p.topic, p.payload.size()));
+  }
+  if (p.qos > limits_.max_qos) {
+    // Section 3.2.2.3.4: a PUBLISH above the advertised Maximum QoS gets DISCONNECT 0x9B.
+    protocol_violation(Reason::kQosNotSupported, "QoS above the server's maximum");
+    return;
+  }
+  if (p.retain && !limits_.retain_available) {
+    // Section 3.3.1.3: RETAIN 1 while Retain Available is 0 gets DISCONNECT 0x9A.
+    protocol_violation(Reason::kRetainNotSupported, "retain not available");
+    return;
+  }
+  if (v5 && limits_.validate_utf8_payload && p.props.payload_format.value_or(0) == 1 &&
+      !valid_utf8_payload(p.payload)) {
+    // [MQTT-3.3.2-4] allows the check; the answer is 0x99 in the acknowledgement, or DISCONNECT at QoS 0.
+    log(1, fmt::format("Client {} sent a payload that is not UTF-8 despite its Payload Format Indicator.", client_id_));
+    if (p.qos == 1) {
+      send_ack(PacketType::kPuback, p.packet_id, to_byte(Reason::kPayloadFormatInvalid));
+    } else if (p.qos == 2) {
+      send_ack(PacketType::kPubrec, p.packet_id, to_byte(Reason::kPayloadFormatInvalid));
+    } else {
+      protocol_violation(Reason::kPayloadFormatInvalid, "payload is not UTF-8");
+    }
+    return;
   }
   if (limits_.message_size_limit != 0 && p.payload.size() > limits_.message_size_limit) {
     log(1, fmt::format("Dropped too large PUBLISH from {} ({} bytes).", client_id_, p.payload.size()));
@@ -534,7 +574,7 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
       }
       codes[i] = to_byte(Reason::kTopicFilterInvalid);
     } else {
-      codes[i] = s.topics[i].qos;
+      codes[i] = std::min(s.topics[i].qos, limits_.max_qos);  // granted at most max_qos
     }
   }
   handler_.on_subscribe(*this, s, codes);
@@ -647,12 +687,43 @@ void ServerConnection::pump_queue() {
 bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, bool dup) {
   const Message& m = *d.msg;
   const bool v5 = version_ == Version::kV5;
+  // Message expiry [MQTT-3.3.2-5]: an expired message is not sent; otherwise the interval forwarded
+  // is what is left of it [MQTT-3.3.2-6]. Properties are copied only for such messages.
+  const codec::Properties* props = &m.props();
+  codec::Properties adjusted;
+  if (m.has_props() && props->message_expiry) {
+    auto waited = std::chrono::duration_cast<std::chrono::seconds>(limits_.clock() - m.created).count();
+    if (waited < 0) waited = 0;
+    if (static_cast<std::uint64_t>(waited) >= *props->message_expiry) {
+      ++dropped_expired_;
+      return false;
+    }
+    if (v5) {
+      adjusted = *props;
+      adjusted.message_expiry = static_cast<std::uint32_t>(*props->message_expiry - waited);
+      props = &adjusted;
+    }
+  }
+  // Outbound topic alias [MQTT-3.3.2-10..12 via the client's Topic Alias Maximum].
+  std::uint16_t alias = 0;
+  bool alias_known = false;
+  if (v5 && client_alias_max_ != 0) {
+    auto it = outbound_aliases_.find(std::string(m.topic));
+    if (it != outbound_aliases_.end()) {
+      alias = it->second;
+      alias_known = true;
+    } else if (outbound_aliases_.size() < client_alias_max_) {
+      alias = static_cast<std::uint16_t>(outbound_aliases_.size() + 1);
+    }
+  }
   std::size_t props_len = 0;
   if (v5) {
-    props_len = codec::properties_size(m.props());
+    props_len = codec::properties_size(*props);
     for (auto id : d.sub_ids) props_len += 1 + codec::varint_size(id);
+    if (alias != 0) props_len += 3;
   }
-  std::size_t remaining = 2 + m.topic.size() + (d.qos > 0 ? 2 : 0) +
+  const std::size_t topic_len = alias_known ? 0 : m.topic.size();
+  std::size_t remaining = 2 + topic_len + (d.qos > 0 ? 2 : 0) +
                           (v5 ? codec::varint_size(static_cast<std::uint32_t>(props_len)) + props_len : 0) +
                           m.payload.size();
   if (client_max_packet_ != 0 &&
@@ -660,15 +731,20 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
     ++dropped_qos0_;  // [MQTT-3.1.2-25] never send more than the client's Maximum Packet Size
     return false;
   }
+  if (alias != 0 && !alias_known) outbound_aliases_.emplace(std::string(m.topic), alias);
   std::string& b = out_.bytes;
   b.push_back(static_cast<char>(0x30 | (dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 1 : 0)));
   codec::put_varint(static_cast<std::uint32_t>(remaining), b);
-  put_u16(b, static_cast<std::uint16_t>(m.topic.size()));
-  b.append(m.topic);
+  put_u16(b, static_cast<std::uint16_t>(topic_len));
+  if (!alias_known) b.append(m.topic);
   if (d.qos > 0) put_u16(b, packet_id);
   if (v5) {
     codec::put_varint(static_cast<std::uint32_t>(props_len), b);
-    codec::encode_properties(m.props(), b);
+    codec::encode_properties(*props, b);
+    if (alias != 0) {
+      b.push_back(0x23);
+      put_u16(b, alias);
+    }
     for (auto id : d.sub_ids) {
       b.push_back(0x0B);
       codec::put_varint(id, b);

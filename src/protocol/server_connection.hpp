@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "codec/codec.hpp"
@@ -34,6 +35,15 @@ struct ServerLimits {
   // A subscriber whose queue stays above the high-water mark this long is disconnected (the loss
   // policy: its publishers are paused meanwhile). 0 = never.
   std::chrono::seconds slow_subscriber_timeout{60};
+  // Validate the payload of a PUBLISH whose Payload Format Indicator says UTF-8 (5.0: 0x99 when it
+  // is not) [MQTT-3.3.2-4 allows it].
+  bool validate_utf8_payload = true;
+  std::uint8_t max_qos = 2;         // highest QoS accepted and granted (CONNACK Maximum QoS)
+  bool retain_available = true;     // CONNACK Retain Available
+  // Response Information sent to a 5.0 client that requests it: this prefix plus its client id.
+  std::string response_topic_prefix = "response/";
+  // Where "now" comes from when a message's expiry must be checked at delivery (tests pass a fake).
+  TimePoint (*clock)() = &Clock::now;
   bool verbose = false;                    // log every packet
 };
 
@@ -150,6 +160,7 @@ class ServerConnection {
 
   std::uint64_t dropped_qos0() const { return dropped_qos0_; }
   std::uint64_t dropped_queue() const { return dropped_queue_; }
+  std::uint64_t dropped_expired() const { return dropped_expired_; }
 
   // Opaque pointers for the broker (its session object) and the network layer (its socket object).
   void* user = nullptr;
@@ -193,6 +204,11 @@ class ServerConnection {
   std::uint32_t session_expiry_ = 0;
   std::uint16_t client_receive_max_ = 65535;
   std::uint32_t client_max_packet_ = 0;
+  std::uint16_t client_alias_max_ = 0;
+  bool request_response_info_ = false;  // Topic Alias Maximum the client accepts (5.0)
+  // Outbound topic aliases: the first client_alias_max_ distinct topics sent get an alias each, for
+  // the life of the connection; later topics go out in full (docs/architecture.md).
+  std::unordered_map<std::string, std::uint16_t> outbound_aliases_;
   bool problem_info_ = true;
   std::vector<std::string> inbound_aliases_;
   TimePoint opened_;
@@ -204,6 +220,7 @@ class ServerConnection {
   bool paused_ = false;
   std::uint64_t dropped_qos0_ = 0;
   std::uint64_t dropped_queue_ = 0;
+  std::uint64_t dropped_expired_ = 0;
 };
 
 // Appends a delivery to an offline session's queue within the limits. False (and nothing queued)

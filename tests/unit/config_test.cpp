@@ -228,6 +228,20 @@ TEST(Config, LineOfOtherWhitespaceIsBlank) {
   EXPECT_EQ(load("\v\nmax_inflight_messages 5\n").max_inflight_messages, 5);
 }
 
+TEST(Config, Mqtt5FeatureKeys) {
+  Config d = load("");
+  EXPECT_EQ(d.max_qos, 2);
+  EXPECT_TRUE(d.retain_available);
+  EXPECT_EQ(d.response_topic_prefix, "response/");
+  EXPECT_TRUE(d.validate_utf8_payload);
+  Config c = load("max_qos 1\nretain_available false\nresponse_topic_prefix rr/\nvalidate_utf8_payload false\n");
+  EXPECT_EQ(c.max_qos, 1);
+  EXPECT_FALSE(c.retain_available);
+  EXPECT_EQ(c.response_topic_prefix, "rr/");
+  EXPECT_FALSE(c.validate_utf8_payload);
+  EXPECT_CONTAINS(error_of("max_qos 3\n"), "t.conf:1: max_qos");
+}
+
 TEST(Config, BridgeKeysAreRefused) {
   EXPECT_CONTAINS(error_of("connection mybridge\n"), "t.conf:1: connection");
   EXPECT_CONTAINS(error_of("bridge_protocol_version mqttv311\n"), "t.conf:1: bridge_protocol_version");

@@ -1215,3 +1215,192 @@ TEST(ServerConnection, PausedConnectionKeepsInputUntilResumed) {
   ASSERT_EQ(ps.size(), 1u);
   EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 5);
 }
+
+// ---- MQTT 5.0 features: message expiry, outbound topic aliases, response information, feature
+// switches, payload format validation.
+namespace {
+
+TimePoint g_fake_now;
+TimePoint fake_now() { return g_fake_now; }
+
+MessagePtr expiring(std::string_view topic, std::uint32_t expiry, TimePoint created) {
+  codec::Properties props;
+  props.message_expiry = expiry;
+  return Message::make(topic, "x", 1, false, {}, created, &props);
+}
+
+codec::Connack connack_of(Harness& t, const codec::Connect& cp) {
+  t.start();
+  t.feed(cp, cp.version);
+  auto ps = t.take();
+  EXPECT_EQ(ps.size(), 1u);
+  return as<codec::Connack>(ps.at(0));
+}
+
+}  // namespace
+
+TEST(ServerConnection, MQTT_3_3_2_6_ForwardedExpiryIsReducedByTheWait) {
+  Harness t;
+  t.limits.clock = &fake_now;
+  t.connect(Version::kV5);
+  g_fake_now = t.t0 + 4s;
+  t.c->deliver(Delivery{expiring("e", 10, t.t0), 1, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Publish>(ps[0]).props.message_expiry, 6u);
+}
+
+TEST(ServerConnection, MQTT_3_3_2_5_ExpiredMessageIsNotSent) {
+  Harness t;
+  t.limits.clock = &fake_now;
+  t.limits.max_inflight = 1;
+  t.connect(Version::kV5);
+  g_fake_now = t.t0;
+  t.c->deliver(Delivery{message("first", "a"), 1, false, {}});
+  t.c->deliver(Delivery{expiring("late", 10, t.t0), 1, false, {}});  // queued behind the window
+  t.c->deliver(Delivery{message("after", "b"), 1, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  g_fake_now = t.t0 + 11s;
+  t.feed(ack(codec::PacketType::kPuback, as<codec::Publish>(ps[0]).packet_id), Version::kV5);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Publish>(ps[0]).topic, "after") << "the expired message was skipped";
+  EXPECT_EQ(t.c->dropped_expired(), 1u);
+}
+
+TEST(ServerConnection, MessageExpiryAlsoAppliesToV311Subscribers) {
+  Harness t;
+  t.limits.clock = &fake_now;
+  t.connect(Version::kV311);
+  g_fake_now = t.t0 + 20s;
+  t.c->deliver(Delivery{expiring("e", 10, t.t0), 1, false, {}});
+  EXPECT_TRUE(t.take().empty());
+}
+
+// Outbound topic aliases: the first Topic Alias Maximum distinct topics get an alias; a repeated
+// topic goes out as an empty topic plus the alias; later topics go out in full.
+TEST(ServerConnection, OutboundTopicAliasesFollowTheClientsMaximum) {
+  Harness t;
+  codec::Properties props;
+  props.topic_alias_maximum = 2;
+  t.connect(Version::kV5, "aliased", true, 60, std::nullopt, props);
+  for (const char* topic : {"a/1", "a/1", "b/2", "c/3", "a/1", "c/3"}) t.c->deliver(Delivery{message(topic, "p", 0), 0, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 6u);
+  auto check = [&](std::size_t i, const char* topic, std::optional<std::uint16_t> alias) {
+    const auto& p = as<codec::Publish>(ps[i]);
+    EXPECT_EQ(p.topic, topic) << i;
+    EXPECT_EQ(p.props.topic_alias, alias) << i;
+  };
+  check(0, "a/1", 1);
+  check(1, "", 1);
+  check(2, "b/2", 2);
+  check(3, "c/3", std::nullopt);
+  check(4, "", 1);
+  check(5, "c/3", std::nullopt);
+}
+
+TEST(ServerConnection, NoOutboundTopicAliasesWithoutTheClientsMaximum) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.c->deliver(Delivery{message("a/1", "p", 0), 0, false, {}});
+  t.c->deliver(Delivery{message("a/1", "p", 0), 0, false, {}});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(as<codec::Publish>(ps[1]).topic, "a/1");
+  EXPECT_FALSE(as<codec::Publish>(ps[1]).props.topic_alias.has_value());
+}
+
+TEST(ServerConnection, ResponseInformationOnRequest) {
+  Harness t;
+  codec::Properties props;
+  props.request_response_info = 1;
+  auto ack = connack_of(t, Harness::connect_packet(Version::kV5, "rr-client", true, 60, std::nullopt, props));
+  EXPECT_EQ(ack.props.response_info, "response/rr-client");
+  Harness t2;
+  auto ack2 = connack_of(t2, Harness::connect_packet(Version::kV5, "plain"));
+  EXPECT_FALSE(ack2.props.response_info.has_value()) << "only when requested";
+}
+
+TEST(ServerConnection, MaxQosIsAdvertisedAndEnforced) {
+  Harness t;
+  t.limits.max_qos = 1;
+  auto ack = connack_of(t, Harness::connect_packet(Version::kV5));
+  EXPECT_EQ(ack.props.maximum_qos, 1);
+  // SUBSCRIBE above it is granted the maximum [MQTT-3.2.2-10].
+  codec::Subscribe s;
+  s.packet_id = 1;
+  s.topics.push_back({"x", 2});
+  t.feed(s, Version::kV5);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).codes, std::vector<std::uint8_t>{1});
+  // PUBLISH above it: DISCONNECT 0x9B.
+  t.feed(publish("x", "y", 2, 1), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x9B);
+}
+
+TEST(ServerConnection, MQTT_3_2_2_12_WillAboveMaxQosIsRefused) {
+  Harness t;
+  t.limits.max_qos = 0;
+  codec::Will w;
+  w.topic = "w";
+  w.payload = "bye";
+  w.qos = 1;
+  auto ack = connack_of(t, Harness::connect_packet(Version::kV5, "c", true, 60, w));
+  EXPECT_EQ(ack.code, 0x9B);
+  EXPECT_TRUE(t.c->closed());
+}
+
+TEST(ServerConnection, RetainUnavailableIsAdvertisedAndEnforced) {
+  Harness t;
+  t.limits.retain_available = false;
+  auto ack = connack_of(t, Harness::connect_packet(Version::kV5));
+  EXPECT_EQ(ack.props.retain_available, 0);
+  auto p = publish("r", "v", 0);
+  p.retain = true;
+  t.feed(p, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x9A);
+  EXPECT_TRUE(t.h.published.empty());
+}
+
+TEST(ServerConnection, MQTT_3_2_2_13_RetainedWillRefusedWhenRetainUnavailable) {
+  Harness t;
+  t.limits.retain_available = false;
+  codec::Will w;
+  w.topic = "w";
+  w.payload = "bye";
+  w.retain = true;
+  auto ack = connack_of(t, Harness::connect_packet(Version::kV5, "c", true, 60, w));
+  EXPECT_EQ(ack.code, 0x9A);
+}
+
+TEST(ServerConnection, PayloadFormatIndicatorIsValidated) {
+  Harness t;
+  t.connect(Version::kV5);
+  auto bad = publish("u", "\xff\xfe", 1, 1);
+  bad.props.payload_format = 1;
+  t.feed(bad, Version::kV5);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).reason, 0x99);
+  EXPECT_TRUE(t.h.published.empty());
+  auto good = publish("u", std::string_view("ok\0ok", 5), 1, 2);
+  good.props.payload_format = 1;
+  t.feed(good, Version::kV5);
+  EXPECT_EQ(t.h.published.size(), 1u) << "U+0000 is valid character data";
+  auto bad0 = publish("u", "\xc0\x80", 0);
+  bad0.props.payload_format = 1;
+  t.feed(bad0, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  ps = t.take();
+  ASSERT_GE(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps.back()).reason, 0x99);
+}
