@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Tern vs Mosquitto with the neutral load generator (shared/mqtt-loadgen).
 
-Runs the nine standard scenarios plus the relay ceiling, in alternating rounds, against Tern on its
+Runs the nine standard scenarios, p2p-qos0 and p2p-qos1 over MQTT 5.0, and the relay ceiling, in alternating rounds, against Tern on its
 defaults and Debian's mosquitto (listener, allow_anonymous true, set_tcp_nodelay true), and prints
 medians with min and max and the ratio Tern/Mosquitto. Any QoS 1/2 loss fails the run (exit 1).
 
@@ -31,6 +31,9 @@ SCENARIOS = {
     "lat-qos0": "--mode p2p --pairs 100 --qos 0 --rate 100 --payload 64",
     "lat-qos1": "--mode p2p --pairs 100 --qos 1 --window 100 --rate 100 --payload 64",
     "conn": "--mode conn --conns 10000 --hold 6 --settle 3 --connect-concurrency 100 --src-ips 127.0.0.2-127.0.0.9",
+    # MQTT 5.0 variants of the p2p scenarios (same arguments plus --mqtt 5).
+    "p2p-qos0-v5": "--mode p2p --pairs 100 --qos 0 --e2e-window 100 --poll-us 100 --payload 64 --mqtt 5",
+    "p2p-qos1-v5": "--mode p2p --pairs 100 --qos 1 --window 100 --e2e-window 100 --poll-us 100 --payload 64 --mqtt 5",
 }
 SMOKE_OVERRIDES = {"conn": "--mode conn --conns 500 --hold 1 --settle 1 --connect-concurrency 50"}
 

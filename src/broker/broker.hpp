@@ -17,10 +17,20 @@ class Shard;
 
 // Counters of one worker: written only by that worker's thread, read by any (relaxed atomics). Each
 // worker has its own cache line(s), so counting never makes cores fight over a line; readers add the
-// workers' values up (Broker::total).
+// workers' values up (Broker::total). Fields with one writer are best bumped with Stats::add (a load
+// and a store, no locked instruction). The $SYS topic each feeds is in docs/architecture.md.
 struct alignas(64) Stats {
-  std::atomic<std::uint64_t> messages_received{0};
-  std::atomic<std::uint64_t> messages_sent{0};
+  // One writer per field: a plain load and store, cheaper than fetch_add's locked read-modify-write.
+  template <typename T, typename U>
+  static void add(std::atomic<T>& a, U n) {
+    a.store(a.load(std::memory_order_relaxed) + static_cast<T>(n), std::memory_order_relaxed);
+  }
+  template <typename T, typename U>
+  static void set(std::atomic<T>& a, U v) {
+    a.store(static_cast<T>(v), std::memory_order_relaxed);
+  }
+
+  std::atomic<std::uint64_t> messages_sent{0};  // deliveries to online sessions ($SYS/broker/tern/deliveries)
   std::atomic<std::uint64_t> bytes_received{0};
   std::atomic<std::uint64_t> bytes_sent{0};
   std::atomic<std::uint64_t> dropped_qos0{0};
@@ -33,6 +43,27 @@ struct alignas(64) Stats {
   // Subscription changes, retained messages received and messages queued, which Mosquitto's
   // autosave_on_changes counts.
   std::atomic<std::uint64_t> changes{0};
+
+  // Counted per connection by ServerConnection (plain integers) and added here by the net layer
+  // once a second and when the connection ends (ConnCounters).
+  std::atomic<std::uint64_t> packets_received{0};  // every MQTT packet, as Mosquitto's messages/received
+  std::atomic<std::uint64_t> packets_sent{0};
+  std::atomic<std::uint64_t> publish_received{0};  // PUBLISH packets
+  std::atomic<std::uint64_t> publish_sent{0};
+  std::atomic<std::uint64_t> publish_bytes_received{0};  // their payload bytes
+  std::atomic<std::uint64_t> publish_bytes_sent{0};
+  std::atomic<std::uint64_t> connects{0};  // CONNECT packets received ($SYS load/connections)
+  // Written by the acceptor thread, in worker 0's Stats only: sockets accepted ($SYS load/sockets).
+  std::atomic<std::uint64_t> sockets_accepted{0};
+  // Persistent sessions removed by expiry (session expiry or persistent_client_expiration).
+  std::atomic<std::uint64_t> clients_expired{0};
+  // Gauges the worker samples on its own thread (sys_topics.hpp, sample_worker): its sessions with
+  // no connection, and the messages (and their payload bytes) its sessions hold queued, in flight
+  // or as inbound QoS 2 awaiting PUBREL; its shared subscriptions.
+  std::atomic<std::uint64_t> sessions_offline{0};
+  std::atomic<std::uint64_t> stored_messages{0};
+  std::atomic<std::uint64_t> stored_bytes{0};
+  std::atomic<std::uint64_t> shared_subscriptions{0};
 };
 
 // What a Shard needs from its worker thread (implemented by net::Worker).

@@ -17,14 +17,17 @@ void RetainedStore::set(const protocol::MessagePtr& msg) {
   auto it = by_topic_.find(std::string(msg->topic));
   if (it != by_topic_.end()) {
     if (has_expiry(*it->second)) --with_expiry_;
+    bytes_ -= it->second->payload.size();
     if (msg->payload.empty()) {
       by_topic_.erase(it);
       return;
     }
     it->second = msg;
+    bytes_ += msg->payload.size();
   } else {
     if (msg->payload.empty()) return;
     by_topic_.emplace(std::string(msg->topic), msg);
+    bytes_ += msg->payload.size();
   }
   if (has_expiry(*msg)) ++with_expiry_;
 }
@@ -46,7 +49,11 @@ void RetainedStore::match(std::string_view filter, std::vector<protocol::Message
 std::size_t RetainedStore::purge_expired(protocol::TimePoint now) {
   std::lock_guard lock(mu_);
   if (with_expiry_ == 0) return 0;  // the common case: nothing to scan
-  std::size_t n = std::erase_if(by_topic_, [now](const auto& kv) { return expired(*kv.second, now); });
+  std::size_t n = std::erase_if(by_topic_, [this, now](const auto& kv) {
+    if (!expired(*kv.second, now)) return false;
+    bytes_ -= kv.second->payload.size();
+    return true;
+  });
   with_expiry_ -= n;
   return n;
 }
@@ -57,6 +64,11 @@ std::vector<protocol::MessagePtr> RetainedStore::all() const {
   out.reserve(by_topic_.size());
   for (const auto& [topic, msg] : by_topic_) out.push_back(msg);
   return out;
+}
+
+std::size_t RetainedStore::bytes() const {
+  std::lock_guard lock(mu_);
+  return bytes_;
 }
 
 std::size_t RetainedStore::size() const {

@@ -21,13 +21,15 @@ class RetainedStore {
   // Removes retained messages whose Message Expiry Interval has passed. Returns how many.
   std::size_t purge_expired(protocol::TimePoint now);
   std::size_t size() const;
+  std::size_t bytes() const;  // payload bytes stored
   // Every retained message (for snapshots).
   std::vector<protocol::MessagePtr> all() const;
 
  private:
   mutable std::mutex mu_;
   std::unordered_map<std::string, protocol::MessagePtr> by_topic_;
-  std::size_t with_expiry_ = 0;  // stored messages with a Message Expiry Interval
+  std::size_t with_expiry_ = 0;
+  std::size_t bytes_ = 0;  // stored messages with a Message Expiry Interval
 };
 
 }  // namespace tern::broker

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/log.hpp"
+#include "core/topic.hpp"
 
 namespace tern::broker {
 
@@ -13,7 +14,11 @@ using protocol::Delivery;
 using protocol::MessagePtr;
 using protocol::ServerConnection;
 
-Shard::Shard(Broker& broker, unsigned index) : broker_(broker), index_(index), stats_(broker.stats(index)) {}
+Shard::Shard(Broker& broker, unsigned index)
+    : broker_(broker),
+      index_(index),
+      stats_(broker.stats(index)),
+      sticky_shared_(broker.config().shared_subscription_strategy == config::Config::SharedStrategy::kSticky) {}
 Shard::~Shard() = default;
 
 void Shard::log(int level, const std::string& line) {
@@ -53,14 +58,19 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   if (it != by_client_.end()) {
     s = it->second.get();
     if (c.clean_start()) {
-      end_session(*s);  // [MQTT-3.1.2-4] clean start discards the old session
+      end_session(*s);  // [MQTT-3.1.2-4] clean start discards the old session (a delayed will goes out)
       s = nullptr;
     } else {
       session_present = true;  // [MQTT-3.2.2-2]
+      if (s->pending_will) {
+        log(1, fmt::format("Client {} returned within its will delay; will cancelled.", id));
+        s->pending_will.reset();  // back in time: the delayed will is not sent [MQTT-3.1.3-9]
+      }
     }
   }
   if (!s) s = &new_session(id);
   s->conn = &c;
+  set_presence(*s, kOnline);  // shared subscriptions: a member to choose again
   c.user = s;
   stats_.clients_connected.fetch_add(1, std::memory_order_relaxed);
   stats_.clients_total.fetch_add(1, std::memory_order_relaxed);
@@ -71,8 +81,24 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   if (io_) io_->output_ready(c);
 }
 
+Reason Shard::authorize_publish(ServerConnection& c, const protocol::Message& m) {
+  if (sys_publish_denied(m.topic)) {
+    // $SYS belongs to the broker: refused as Mosquitto's access check refuses it. The message is
+    // dropped; the caller acknowledges it (5.0: PUBACK/PUBREC 0x87, 3.1.1: a plain acknowledgement,
+    // QoS 0: nothing). Logged once per client, so a client that keeps trying cannot flood the log.
+    auto* s = static_cast<Session*>(c.user);
+    if (s && !s->sys_denial_logged) {
+      s->sys_denial_logged = true;
+      log(1, fmt::format("Denied PUBLISH from {} (q{}, r{}, '{}', ... ({} bytes)): $SYS is read-only; further "
+                         "denials for this client are not logged.",
+                         c.client_id(), m.qos, m.retain ? 1 : 0, m.topic, m.payload.size()));
+    }
+    return Reason::kNotAuthorized;
+  }
+  return Reason::kSuccess;
+}
+
 Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
-  stats_.messages_received.fetch_add(1, std::memory_order_relaxed);
   if (m->retain) {
     broker_.retained().set(m);  // [MQTT-3.3.1-5]
     stats_.changes.fetch_add(1, std::memory_order_relaxed);
@@ -97,21 +123,32 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
   targets_.clear();
   pause_publisher_ = false;
   pause_on_.clear();
-  broker_.router().match(m->topic, publisher, targets_);
+  Router& router = broker_.router();
+  StickyChoices* sticky = nullptr;
+  if (sticky_shared_ && router.has_shared() && !publisher.empty()) {
+    auto it = by_client_.find(publisher);
+    if (it != by_client_.end()) sticky = &it->second->sticky;
+  }
+  router.match(m->topic, publisher, targets_, sticky);
   if (targets_.empty()) return Reason::kNoMatchingSubscribers;
   // One copy per session at the highest granted QoS, with every subscription identifier
-  // [MQTT-3.3.5-1]. Sort so that a session's subscriptions are adjacent.
+  // [MQTT-3.3.5-1]. Sort so that a session's subscriptions are adjacent. A shared group's choice is
+  // a subscription of its own (section 4.8.2): it is never merged with the session's other ones.
   if (targets_.size() > 1) {
-    std::sort(targets_.begin(), targets_.end(), [](const Target& a, const Target& b) { return a.key < b.key; });
+    std::sort(targets_.begin(), targets_.end(), [](const Target& a, const Target& b) {
+      return a.key < b.key || (a.key == b.key && a.group < b.group);
+    });
   }
   const bool upgrade = broker_.limits().upgrade_outgoing_qos;
   for (std::size_t i = 0; i < targets_.size();) {
     std::size_t j = i;
     Delivery d;
     d.msg = m;
+    d.share = targets_[i].group;
     std::uint8_t granted = 0;
     bool rap = false;
-    for (; j < targets_.size() && targets_[j].key == targets_[i].key; ++j) {
+    const SessionKey key = targets_[i].key;
+    for (; j < targets_.size() && targets_[j].key == key && (j == i || (d.share == 0 && targets_[j].group == 0)); ++j) {
       const auto& o = targets_[j].opts;
       granted = std::max(granted, o.qos);
       rap = rap || o.retain_as_published;
@@ -122,7 +159,6 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     d.qos = upgrade ? granted : std::min(granted, m->qos);
     // Forwarded messages carry RETAIN=0 [MQTT-3.3.1-9] unless Retain As Published [MQTT-3.3.1-13].
     d.retain = rap && m->retain;
-    SessionKey key = targets_[i].key;
     for (std::size_t k = i; k < j; ++k) {
       if (targets_[k].congested && d.qos > 0) {
         pause_publisher_ = true;
@@ -130,6 +166,8 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
         break;
       }
     }
+    // Inline rather than dispatch(): this is the per-message path. A local session is always found
+    // here (its subscriptions leave the router on this thread before it is freed).
     unsigned w = worker_of(key);
     if (w == index_) {
       auto it = by_id_.find(key & 0xFFFFFFFFFFFFull);
@@ -143,6 +181,74 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
   return Reason::kSuccess;
 }
 
+void Shard::dispatch(SessionKey key, Delivery&& d) {
+  unsigned w = worker_of(key);
+  if (w == index_) {
+    auto it = by_id_.find(key & 0xFFFFFFFFFFFFull);
+    if (it != by_id_.end()) {
+      deliver_local(*it->second, std::move(d));
+    } else if (d.share) {
+      reroute(d, key, false);
+    }
+  } else {
+    if (outbox_.empty()) outbox_.resize(broker_.workers());
+    outbox_[w].push_back(InboxItem{key & 0xFFFFFFFFFFFFull, std::move(d)});
+  }
+}
+
+bool Shard::reroute(Delivery& d, SessionKey from, bool connected_only) {
+  Target t;
+  if (!d.msg || !broker_.router().choose(d.share, from, connected_only, t)) return false;
+  // Delivered at the new member's own granted QoS and options [MQTT-4.8.2-3].
+  Delivery nd;
+  nd.msg = std::move(d.msg);
+  nd.qos = broker_.limits().upgrade_outgoing_qos ? t.opts.qos : std::min(t.opts.qos, nd.msg->qos);
+  nd.retain = t.opts.retain_as_published && nd.msg->retain;
+  if (t.opts.subscription_id) nd.sub_ids.push_back(t.opts.subscription_id);
+  nd.share = d.share;
+  dispatch(t.key, std::move(nd));
+  return true;
+}
+
+void Shard::redistribute(Session& s, bool connected_only) {
+  auto& st = s.state;
+  // QoS 1 in flight: the member has not acknowledged it, so another member gets it (section 4.8.2
+  // allows sending it on as soon as the connection is lost). It is taken out of this session, so a
+  // reconnect does not resend it. QoS 2 in flight stays: the delivery is completed with this session
+  // when it reconnects [MQTT-4.8.2-4], and never sent to anyone else [MQTT-4.8.2-5]. A flight that
+  // ended with a PUBACK/PUBREC of 0x80 or above is already gone: discarded, not sent on [MQTT-4.8.2-6].
+  std::size_t w = 0;
+  for (std::size_t r = 0; r < st.inflight.size(); ++r) {
+    auto& f = st.inflight[r];
+    if (f.delivery.share && f.delivery.qos == 1 && reroute(f.delivery, s.key, connected_only)) continue;
+    if (w != r) st.inflight[w] = std::move(f);
+    ++w;
+  }
+  st.inflight.resize(w);
+  // Queued messages were never sent: any QoS may go to another member.
+  w = 0;
+  for (std::size_t r = 0; r < st.queue.size(); ++r) {
+    auto& d = st.queue[r];
+    if (d.share) {
+      std::size_t bytes = d.msg ? d.msg->payload.size() : 0;
+      if (reroute(d, s.key, connected_only)) {
+        st.queued_bytes -= bytes;
+        continue;
+      }
+    }
+    if (w != r) st.queue[w] = std::move(d);
+    ++w;
+  }
+  st.queue.resize(w);
+}
+
+void Shard::set_presence(Session& s, Presence p) {
+  // A session that ends with its connection is gone at once; end_session hands its messages on.
+  if (p == kOffline && !s.persistent) p = kGone;
+  s.presence.store(p, std::memory_order_relaxed);
+  if (p == kOffline && s.shared_member) redistribute(s, true);
+}
+
 void Shard::deliver_local(Session& s, Delivery d) {
   if (s.conn && s.conn->state() == ServerConnection::State::kConnected) {
     auto before_q0 = s.conn->dropped_qos0();
@@ -154,6 +260,9 @@ void Shard::deliver_local(Session& s, Delivery d) {
     if (io_) io_->output_ready(*s.conn);
     return;
   }
+  // A shared message for a member that went offline after it was chosen: a connected member takes
+  // it if there is one; otherwise it waits here like any other (section 4.8.2).
+  if (d.share && reroute(d, s.key, true)) return;
   if (!s.persistent) return;
   if (d.qos == 0 && !broker_.limits().queue_qos0) return;  // queue_qos0_messages false
   stats_.changes.fetch_add(1, std::memory_order_relaxed);
@@ -174,11 +283,16 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
     const auto& t = sub.topics[i];
     SubOptions o{t.qos, t.no_local, t.retain_as_published,
                  sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
-    bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested);
+    bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested, &s->presence);
     stats_.changes.fetch_add(1, std::memory_order_relaxed);
     s->subs[t.filter] = o;
-    // Retain handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11].
-    send_retained_[i] = t.retain_handling == 0 || (t.retain_handling == 1 && fresh);
+    std::string_view share_name;
+    std::string_view inner;
+    const bool shared = parse_shared_subscription(t.filter, share_name, inner) == SharedFilter::kShared;
+    s->shared_member = s->shared_member || shared;
+    // Retain handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11]. A shared
+    // subscription gets no retained messages on subscribe: they would go to every member at once.
+    send_retained_[i] = !shared && (t.retain_handling == 0 || (t.retain_handling == 1 && fresh));
   }
 }
 
@@ -211,17 +325,25 @@ void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std
   }
 }
 
-void Shard::publish_will(ServerConnection& c) {
+protocol::MessagePtr Shard::take_will(ServerConnection& c) {
   const auto& w = c.will();
-  if (!w) return;
-  codec::Properties props = w->props;
+  if (!w) return nullptr;
+  codec::Properties props = w->props;  // will properties travel with the message
   props.will_delay.reset();
   auto m = protocol::Message::make(w->topic, w->payload, w->qos, w->retain, c.client_id(), protocol::Clock::now(),
                                    &props);
   c.clear_will();
-  log(1, fmt::format("Sending will of client {} to {}.", c.client_id(), m->topic));
+  return m;
+}
+
+void Shard::send_will(const protocol::MessagePtr& m) {
+  log(1, fmt::format("Sending will of client {} to {}.", m->origin, m->topic));
   if (m->retain) broker_.retained().set(m);
-  route(m, c.client_id());
+  route(m, std::string(m->origin));
+}
+
+void Shard::publish_will(ServerConnection& c) {
+  if (auto m = take_will(c)) send_will(m);
 }
 
 void Shard::on_closed(ServerConnection& c, CloseCause) {
@@ -233,8 +355,11 @@ void Shard::on_closed(ServerConnection& c, CloseCause) {
   c.user = nullptr;
   stats_.clients_connected.fetch_sub(1, std::memory_order_relaxed);
   // The will goes out on any close but a normal DISCONNECT (the protocol already dropped it then)
-  // [MQTT-3.1.2-8]; Mosquitto also sends it on takeover, and so does Tern.
-  publish_will(c);
+  // [MQTT-3.1.2-8]; Mosquitto also sends it on takeover, and so does Tern. A 5.0 Will Delay Interval
+  // holds it back until the delay or the end of the session, whichever is first [MQTT-3.1.3-9].
+  const std::uint32_t delay =
+      c.will() && c.version() == codec::Version::kV5 ? c.will()->props.will_delay.value_or(0) : 0;
+  auto will = take_will(c);
   if (s->conn == &c) {
     c.detach_session();
     std::uint32_t expiry = 0;
@@ -242,7 +367,15 @@ void Shard::on_closed(ServerConnection& c, CloseCause) {
     s->expiry_s = expiry;
     s->conn = nullptr;
     s->offline_since = protocol::Clock::now();
+    set_presence(*s, kOffline);  // shared subscriptions: its messages go to connected members
+    if (will && delay > 0 && s->persistent) {
+      s->pending_will = std::move(will);
+      s->will_due = s->offline_since + std::chrono::seconds(std::min(delay, expiry));
+    }
+    if (will) send_will(will);
     if (!s->persistent) end_session(*s);  // [MQTT-3.1.2-6] clean session ends with the connection
+  } else if (will) {
+    send_will(will);
   }
   if (io_) io_->output_ready(c);
 }
@@ -284,16 +417,24 @@ Session& Shard::restore_session(const std::string& client_id, std::uint32_t expi
 }
 
 void Shard::restore_subscription(Session& s, const std::string& filter, const SubOptions& o) {
-  broker_.router().subscribe(filter, s.key, s.client_id, o, &s.state.congested);
+  broker_.router().subscribe(filter, s.key, s.client_id, o, &s.state.congested, &s.presence);
   s.subs[filter] = o;
+  std::string_view share_name;
+  std::string_view inner;
+  if (parse_shared_subscription(filter, share_name, inner) == SharedFilter::kShared) s.shared_member = true;
 }
 
 void Shard::end_session(Session& s) {
+  if (s.pending_will) send_will(std::exchange(s.pending_will, nullptr));  // the session ends before the delay
+  s.presence.store(kGone, std::memory_order_relaxed);
   for (const auto& [filter, opts] : s.subs) broker_.router().unsubscribe(filter, s.key);
   if (s.conn) {
     s.conn->user = nullptr;
     s.conn->detach_session();
   }
+  // Its shared messages go to the other members of their groups (QoS 2 in flight does not
+  // [MQTT-4.8.2-5]); with none left, they end with the session.
+  if (s.shared_member) redistribute(s, false);
   by_id_.erase(s.local_id);
   by_client_.erase(s.client_id);  // destroys s
 }
@@ -384,7 +525,12 @@ void Shard::drain_inbox() {
   control_draining_.clear();
   for (auto& item : draining_) {
     auto it = by_id_.find(item.session);
-    if (it != by_id_.end()) deliver_local(*it->second, std::move(item.delivery));
+    if (it != by_id_.end()) {
+      deliver_local(*it->second, std::move(item.delivery));
+    } else if (item.delivery.share) {
+      // Its session ended while the message was on the way: another member of the group takes it.
+      reroute(item.delivery, (SessionKey{index_} << 48) | item.session, false);
+    }
   }
   draining_.clear();
 }
@@ -406,28 +552,13 @@ void Shard::publish_sys(protocol::TimePoint now) {
   unsigned interval = broker_.config().sys_interval;
   if (index_ != 0 || interval == 0 || now - last_sys_ < std::chrono::seconds(interval)) return;
   last_sys_ = now;
-  auto pub = [&](const char* topic, std::string value) {
+  // Every topic every interval, retained, QoS 0 (sys_topics.hpp; Mosquitto sends some only when they
+  // change). The other workers' gauges were sampled on their threads within the last second.
+  SysTree::Values values;
+  sys_.collect(broker_, now, values);
+  for (const auto& [topic, value] : values) {
     publish_internal(protocol::Message::make(topic, value, 0, true, {}, now));
-  };
-  auto n = [this](auto field) { return std::to_string(broker_.total(field)); };
-  // Mosquitto's $SYS names where Tern has the value; Tern's own counters under $SYS/broker/tern/.
-  pub("$SYS/broker/version", "tern version " TERN_VERSION_STRING);
-  pub("$SYS/broker/uptime",
-      std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - broker_.started()).count()) + " seconds");
-  pub("$SYS/broker/clients/connected", n(&Stats::clients_connected));
-  pub("$SYS/broker/messages/received", n(&Stats::messages_received));
-  pub("$SYS/broker/messages/sent", n(&Stats::messages_sent));
-  pub("$SYS/broker/publish/messages/dropped",
-      std::to_string(broker_.total(&Stats::dropped_qos0) + broker_.total(&Stats::dropped_queue_full)));
-  pub("$SYS/broker/bytes/received", n(&Stats::bytes_received));
-  pub("$SYS/broker/bytes/sent", n(&Stats::bytes_sent));
-  pub("$SYS/broker/subscriptions/count", std::to_string(broker_.router().size()));
-  pub("$SYS/broker/retained messages/count", std::to_string(broker_.retained().size()));
-  pub("$SYS/broker/tern/workers", std::to_string(broker_.workers()));
-  pub("$SYS/broker/tern/cross_worker/batches", n(&Stats::cross_worker_batches));
-  pub("$SYS/broker/tern/cross_worker/deliveries", n(&Stats::cross_worker_deliveries));
-  pub("$SYS/broker/tern/dropped/qos0", n(&Stats::dropped_qos0));
-  pub("$SYS/broker/tern/dropped/queue_full", n(&Stats::dropped_queue_full));
+  }
 }
 
 void Shard::tick(protocol::TimePoint now) {
@@ -435,6 +566,7 @@ void Shard::tick(protocol::TimePoint now) {
   if (index_ == 0) broker_.retained().purge_expired(now);
   std::vector<Session*> expired;
   for (auto& [id, s] : by_client_) {
+    if (s->pending_will && now >= s->will_due) send_will(std::exchange(s->pending_will, nullptr));
     if (s->conn || !s->persistent || s->expiry_s == 0xFFFFFFFF) continue;
     if (now - s->offline_since >= std::chrono::seconds(s->expiry_s)) expired.push_back(s.get());
   }

@@ -1,6 +1,7 @@
 #pragma once
 // One worker's part of the broker: the sessions and connections this worker owns. Every method runs
 // on the owner worker thread except enqueue(), which any thread may call to hand over deliveries.
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "broker/broker.hpp"
+#include "broker/sys_topics.hpp"
 
 namespace tern::broker {
 
@@ -25,6 +27,17 @@ struct Session {
   // Publishers (their session keys) paused because this session was congested; resumed when it
   // drains or goes offline.
   std::vector<SessionKey> waiters;
+  bool sys_denial_logged = false;  // a PUBLISH to $SYS was refused and logged (once per client)
+  // Shared subscriptions: the session's Presence (read by every worker inside the router's lock, to
+  // choose group members), whether it ever joined a group (then its messages are looked through when
+  // it goes away), and as a publisher, the sticky strategy's choices.
+  std::atomic<std::uint8_t> presence{kOffline};
+  bool shared_member = false;
+  StickyChoices sticky;
+  // 5.0 Will Delay Interval: the will of the last connection, published at will_due unless the
+  // client comes back first (then cancelled) or the session ends first (then published at once).
+  protocol::MessagePtr pending_will;
+  protocol::TimePoint will_due{};
 };
 
 // A back-pressure signal between workers: "pause publisher `other` until session `session` drains"
@@ -50,6 +63,7 @@ class Shard : public protocol::ConnectionHandler {
 
   // protocol::ConnectionHandler
   void on_connect(protocol::ServerConnection& c, codec::Connect& connect) override;
+  Reason authorize_publish(protocol::ServerConnection& c, const protocol::Message& m) override;
   Reason on_publish(protocol::ServerConnection& c, const protocol::MessagePtr& m) override;
   void on_subscribe(protocol::ServerConnection& c, const codec::Subscribe& s,
                     std::vector<std::uint8_t>& codes) override;
@@ -98,6 +112,20 @@ class Shard : public protocol::ConnectionHandler {
   void resume_publisher(SessionKey publisher);
   void send_control(unsigned worker, Control c);
   void end_session(Session& s);
+  // Shared subscriptions. The session's connection came (kOnline) or went (kOffline); going offline
+  // hands its unsent and unacknowledged QoS 1 shared messages to connected members.
+  void set_presence(Session& s, Presence p);
+  // Hands the shared deliveries of `s` to other members: its queue, and QoS 1 in flight (QoS 2 in
+  // flight stays with it [MQTT-4.8.2-4], [MQTT-4.8.2-5]). With `connected_only`, only to connected
+  // members, and what none takes stays.
+  void redistribute(Session& s, bool connected_only);
+  // Gives a shared delivery that session `from` cannot take to another member; false when none.
+  bool reroute(protocol::Delivery& d, SessionKey from, bool connected_only);
+  // Sends a delivery to a session of any worker (shared subscriptions' second choices).
+  void dispatch(SessionKey key, protocol::Delivery&& d);
+  // Builds the connection's will as a message and clears it (nullptr when there is none).
+  protocol::MessagePtr take_will(protocol::ServerConnection& c);
+  void send_will(const protocol::MessagePtr& m);
   Session& new_session(const std::string& client_id);
 
   Broker& broker_;
@@ -113,7 +141,9 @@ class Shard : public protocol::ConnectionHandler {
   std::vector<std::uint8_t> send_retained_;     // between on_subscribe and on_subscribed
   std::vector<Target> targets_;                 // scratch
   bool pause_publisher_ = false;
-  protocol::TimePoint last_sys_{};                // set by route() when a target is congested
+  const bool sticky_shared_;  // shared_subscription_strategy sticky
+  protocol::TimePoint last_sys_{};
+  SysTree sys_;  // worker 0: the $SYS tree's state between publications
   std::mutex inbox_mu_;
   std::vector<InboxItem> inbox_;
   std::vector<InboxItem> draining_;

@@ -352,8 +352,9 @@ bool restore_sessions(In& in, Broker& broker, protocol::TimePoint now, RestoreCo
     for (std::uint32_t k = 0; k < ninbound && in.ok(); ++k) {
       std::uint16_t pid = in.u16();
       std::uint32_t idx = in.u32();
-      if (!in.ok() || idx >= msgs.size()) return false;
-      s.state.inbound_qos2.emplace(pid, msgs[idx]);
+      if (!in.ok() || (idx >= msgs.size() && idx != kNoMessage)) return false;
+      // No message: a refused QoS 2 PUBLISH waiting for its PUBREL (acknowledged, never routed).
+      s.state.inbound_qos2.emplace(pid, idx == kNoMessage ? nullptr : msgs[idx]);
     }
     ++counts.sessions;
   }

@@ -247,6 +247,10 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     cfg.sys_interval = static_cast<unsigned>(parse_uint(c, a, 65535));
   } else if (k == "slow_subscriber_timeout") {
     cfg.slow_subscriber_timeout = static_cast<std::uint32_t>(parse_uint(c, a, 86400 * 365));
+  } else if (k == "shared_subscription_strategy") {
+    if (a.size() != 2 || (a[1] != "round_robin" && a[1] != "sticky")) c.fail("expects round_robin or sticky");
+    cfg.shared_subscription_strategy =
+        a[1] == "sticky" ? Config::SharedStrategy::kSticky : Config::SharedStrategy::kRoundRobin;
   } else if (k == "max_outbound_bytes") {
     cfg.max_outbound_bytes = parse_uint(c, a, UINT32_MAX);
   } else if (k == "persistence") {

@@ -71,6 +71,9 @@ struct Config {
   unsigned sys_interval = 10;
   std::size_t max_outbound_bytes = 4u * 1024 * 1024;
   std::uint32_t slow_subscriber_timeout = 60;  // seconds; 0 = never
+  // How a shared subscription group ($share/GROUP/FILTER) picks the member for a message.
+  enum class SharedStrategy { kRoundRobin, kSticky };
+  SharedStrategy shared_subscription_strategy = SharedStrategy::kRoundRobin;
   // Persistence with Mosquitto's meaning: the broker's state is saved to one file on shutdown and
   // every autosave_interval seconds (or changes, with autosave_on_changes), and restored at start.
   bool persistence = false;

@@ -1,5 +1,7 @@
 #include "core/topic.hpp"
 
+#include <algorithm>
+
 namespace tern {
 
 bool valid_topic_name(std::string_view topic) {
@@ -24,6 +26,20 @@ bool valid_topic_filter(std::string_view filter) {
     }
   }
   return true;
+}
+
+SharedFilter parse_shared_subscription(std::string_view filter, std::string_view& name, std::string_view& inner) {
+  constexpr std::string_view kPrefix = "$share";
+  if (filter.substr(0, kPrefix.size()) != kPrefix) return SharedFilter::kNotShared;
+  if (filter.size() > kPrefix.size() && filter[kPrefix.size()] != '/') return SharedFilter::kNotShared;  // "$shared/x"
+  std::string_view rest = filter.substr(std::min(filter.size(), kPrefix.size() + 1));
+  auto slash = rest.find('/');
+  if (slash == std::string_view::npos) return SharedFilter::kInvalid;  // "$share", "$share/g": no filter
+  name = rest.substr(0, slash);
+  inner = rest.substr(slash + 1);
+  if (name.empty() || inner.empty()) return SharedFilter::kInvalid;  // [MQTT-4.8.2-1], [MQTT-4.8.2-2]
+  if (name.find_first_of("+#") != std::string_view::npos) return SharedFilter::kInvalid;  // [MQTT-4.8.2-2]
+  return SharedFilter::kShared;
 }
 
 bool topic_matches(std::string_view filter, std::string_view topic) {

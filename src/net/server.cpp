@@ -43,6 +43,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   bool parked = false;          // paused by back-pressure, not being read
   bool in_paused_list = false;
   bool finished = false;
+  protocol::ConnCounters counted;  // the part of proto.counters() already added to the worker's Stats
 };
 
 struct Worker final : broker::WorkerIo {
@@ -76,11 +77,43 @@ struct Worker final : broker::WorkerIo {
     ticker.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       auto now = Clock::now();
-      for (auto& [p, c] : conns) c->proto.on_tick(now);
+      for (auto& [p, c] : conns) {
+        c->proto.on_tick(now);
+        count(*c);
+      }
+      sample_sys(now);
+      // tick() ends no session but expired ones, so the sessions it removed are $SYS clients/expired.
+      const std::size_t sessions = shard.session_count();
       shard.tick(now);
+      if (shard.session_count() < sessions) broker::Stats::add(stats.clients_expired, sessions - shard.session_count());
       after_event();
       arm_ticker();
     });
+  }
+
+  // $SYS: adds what the connection counted since the last call to this worker's Stats. Once a second
+  // and when the connection ends, so the message path bumps only the connection's plain integers.
+  void count(Conn& c) {
+    using broker::Stats;
+    const protocol::ConnCounters& n = c.proto.counters();
+    protocol::ConnCounters& o = c.counted;
+    Stats::add(stats.packets_received, n.packets_in - o.packets_in);
+    Stats::add(stats.packets_sent, n.packets_out - o.packets_out);
+    Stats::add(stats.publish_received, n.publish_in - o.publish_in);
+    Stats::add(stats.publish_bytes_received, n.publish_bytes_in - o.publish_bytes_in);
+    Stats::add(stats.publish_sent, n.publish_out - o.publish_out);
+    Stats::add(stats.publish_bytes_sent, n.publish_bytes_out - o.publish_bytes_out);
+    Stats::add(stats.connects, n.connects - o.connects);
+    o = n;
+  }
+
+  // $SYS gauges that need a walk over this worker's sessions, every sys_interval (on worker 0 in the
+  // same tick as, and just before, Shard::publish_sys, whose clock this follows).
+  void sample_sys(Clock::time_point now) {
+    const unsigned interval = broker.config().sys_interval;
+    if (interval == 0 || now - last_sys_sample < std::chrono::seconds(interval)) return;
+    last_sys_sample = now;
+    broker::sample_worker(shard, broker.router().has_shared(), stats);
   }
 
   // Runs after every batch of work: hand cross-worker deliveries over, then write what is pending.
@@ -114,7 +147,7 @@ struct Worker final : broker::WorkerIo {
     conns.emplace(c.get(), c);
     if (!initial.empty()) {
       c->proto.on_bytes(reinterpret_cast<const std::uint8_t*>(initial.data()), initial.size(), Clock::now());
-      stats.bytes_received.fetch_add(initial.size(), std::memory_order_relaxed);
+      broker::Stats::add(stats.bytes_received, initial.size());
     }
     output_ready(c->proto);
     after_event();
@@ -199,7 +232,7 @@ struct Worker final : broker::WorkerIo {
         c->proto.on_transport_closed();
         break;
       }
-      stats.bytes_received.fetch_add(n, std::memory_order_relaxed);
+      broker::Stats::add(stats.bytes_received, n);
       c->proto.on_bytes(rbuf.data(), n, now);
       if (n < rbuf.size()) break;
     }
@@ -234,7 +267,7 @@ struct Worker final : broker::WorkerIo {
       if (ec) break;
       n += w;
     }
-    stats.bytes_sent.fetch_add(n, std::memory_order_relaxed);
+    broker::Stats::add(stats.bytes_sent, n);
     if (n == total) {
       c.writing.clear();
       if (!c.proto.out().empty() || c.proto.closed()) flush(c);
@@ -251,7 +284,7 @@ struct Worker final : broker::WorkerIo {
     asio::async_write(c.sock, rest, [this, self = c.shared_from_this()](boost::system::error_code ec2, std::size_t w) {
       self->write_active = false;
       self->writing.clear();
-      stats.bytes_sent.fetch_add(w, std::memory_order_relaxed);
+      broker::Stats::add(stats.bytes_sent, w);
       if (self->finished) return;
       if (ec2) {
         self->proto.on_transport_closed();
@@ -288,6 +321,7 @@ struct Worker final : broker::WorkerIo {
     c.sock.close(ec);
     c.proto.transport = nullptr;
     live.fetch_sub(1, std::memory_order_relaxed);
+    count(c);
     conns.erase(&c);  // may destroy c
   }
 
@@ -320,6 +354,7 @@ struct Worker final : broker::WorkerIo {
   std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;
   std::vector<Conn*> dirty;
   std::atomic<long> live{0};
+  Clock::time_point last_sys_sample{};
 };
 
 Conn::Conn(Worker& w, tcp::socket s, ServerConnection::State, std::string peer)
@@ -463,6 +498,9 @@ struct Server::Impl {
 
   void on_accept(tcp::socket s, std::uint16_t port) {
     boost::system::error_code ec;
+    // $SYS load/sockets: every accepted socket, as Mosquitto counts them. The acceptor thread is this
+    // field's one writer (in worker 0's Stats).
+    broker::Stats::add(broker.stats(0).sockets_accepted, 1);
     auto ep = s.remote_endpoint(ec);
     if (ec) return;
     if (max_connections != 0 && static_cast<std::size_t>(live_connections()) >= max_connections) {

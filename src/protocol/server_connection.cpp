@@ -102,11 +102,13 @@ void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
 
 std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
   std::size_t off = 0;
-  while (off < n && !paused_ && (state_ == State::kAwaitConnect || state_ == State::kConnected)) {
+  while (off < n && !paused_ &&
+         (state_ == State::kAwaitConnect || state_ == State::kAuthenticating || state_ == State::kConnected)) {
     codec::FrameHeader h;
     codec::DecodeError err;
     auto st = codec::parse_frame(data + off, n - off, limits_.max_packet_size, h, err);
     if (st == codec::FrameStatus::kIncomplete) break;
+    ++counters_.packets_in;  // $SYS messages/received
     if (st == codec::FrameStatus::kError) {
       decode_failed(err, data[off]);
       return n;
@@ -135,6 +137,12 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
 void ServerConnection::decode_failed(const codec::DecodeError& e, std::uint8_t first_byte) {
   auto type = static_cast<PacketType>(first_byte >> 4);
   const std::string& who = client_id_.empty() ? peer_ : client_id_;
+  if (state_ == State::kAuthenticating) {
+    // Still before CONNACK: the reason goes in CONNACK.
+    log(1, fmt::format("Client {} sent a bad {} during authentication: {}.", who, codec::packet_name(type), e.what));
+    refuse(e.reason);
+    return;
+  }
   if (state_ == State::kAwaitConnect) {
     log(1, fmt::format("Bad CONNECT from {}: {} ({}).", peer_, e.what, reason_name(e.reason)));
     if (e.no_connack) {
@@ -161,7 +169,14 @@ void ServerConnection::decode_failed(const codec::DecodeError& e, std::uint8_t f
 void ServerConnection::protocol_violation(Reason reason, const char* what) {
   if (state_ == State::kConnected && version_ == Version::kV5) {
     codec::Disconnect d{to_byte(reason), {}};
-    if (problem_info_ && what) d.props.reason_string = what;
+    if (problem_info_ && what) {
+      d.props.reason_string = what;
+      // A Reason String must not push a packet over the client's Maximum Packet Size
+      // [MQTT-3.14.2-3]: then it is left out.
+      std::string probe;
+      codec::encode_packet(d, version_, probe);
+      if (client_max_packet_ != 0 && probe.size() > client_max_packet_) d.props.reason_string.reset();
+    }
     send(d);
   }
   // On 3.x a violation after CONNACK just closes the connection [MQTT-4.8.0-1].
@@ -201,7 +216,8 @@ void ServerConnection::close(CloseCause cause) {
 void ServerConnection::on_transport_closed() { close(CloseCause::kSocketError); }
 
 void ServerConnection::on_tick(TimePoint now) {
-  if (state_ == State::kAwaitConnect) {
+  if (state_ == State::kAwaitConnect || state_ == State::kAuthenticating) {
+    // connect_timeout covers the whole authentication exchange too.
     if (now - opened_ > limits_.connect_timeout) close(CloseCause::kConnectTimeout);
     return;
   }
@@ -232,7 +248,10 @@ void ServerConnection::disconnect(Reason reason, CloseCause cause) {
   close(cause);
 }
 
-void ServerConnection::send(const codec::Packet& p) { codec::encode_packet(p, version_, out_.bytes); }
+void ServerConnection::send(const codec::Packet& p) {
+  ++counters_.packets_out;  // $SYS messages/sent
+  codec::encode_packet(p, version_, out_.bytes);
+}
 
 void ServerConnection::send_ack(PacketType t, std::uint16_t id, std::uint8_t reason) {
   codec::Ack a{t, id, version_ == Version::kV5 ? reason : std::uint8_t{0}, {}};
@@ -247,6 +266,13 @@ void ServerConnection::send_ack(PacketType t, std::uint16_t id, std::uint8_t rea
 }
 
 void ServerConnection::handle(codec::Packet& p, const codec::FrameHeader& h) {
+  if (state_ == State::kAuthenticating && h.type() != PacketType::kAuth && h.type() != PacketType::kDisconnect) {
+    // Only AUTH (or DISCONNECT) may follow a CONNECT with an authentication method until CONNACK
+    // (section 4.12): anything else ends the attempt.
+    log(1, fmt::format("Client {} sent {} during authentication.", client_id_, codec::packet_name(h.type())));
+    refuse(Reason::kProtocolError);
+    return;
+  }
   switch (h.type()) {
     case PacketType::kConnect:
       if (state_ != State::kAwaitConnect) {
@@ -270,11 +296,7 @@ void ServerConnection::handle(codec::Packet& p, const codec::FrameHeader& h) {
       if (limits_.verbose) log(0, fmt::format("Sending PINGRESP to {}", client_id_));
       return;
     case PacketType::kDisconnect: handle_disconnect(std::get<codec::Disconnect>(p)); return;
-    case PacketType::kAuth:
-      // Enhanced authentication is not offered, so AUTH is out of place [MQTT-4.12.0-1].
-      log(1, fmt::format("Client {} sent AUTH without an authentication method.", client_id_));
-      protocol_violation(Reason::kProtocolError, "unexpected AUTH");
-      return;
+    case PacketType::kAuth: handle_auth(std::get<codec::Auth>(p)); return;
     default:
       log(1, fmt::format("Client {} sent {}, which only a server sends.", client_id_,
                          codec::packet_name(h.type())));
@@ -284,6 +306,7 @@ void ServerConnection::handle(codec::Packet& p, const codec::FrameHeader& h) {
 }
 
 void ServerConnection::handle_connect(codec::Connect& c) {
+  ++counters_.connects;  // $SYS load/connections
   version_ = c.version;
   client_id_ = c.client_id;
   keepalive_ = c.keepalive;
@@ -297,11 +320,6 @@ void ServerConnection::handle_connect(codec::Connect& c) {
     client_max_packet_ = c.props.maximum_packet_size.value_or(0);
     client_alias_max_ = c.props.topic_alias_maximum.value_or(0);
     problem_info_ = c.props.request_problem_info.value_or(1) != 0;
-    if (c.props.auth_method) {
-      // No enhanced authentication method is offered yet [MQTT-4.12.0-1].
-      refuse(Reason::kBadAuthenticationMethod);
-      return;
-    }
   }
   if (version_ == Version::kV31) {
     // MQTT 3.1: client identifiers are 1 to 23 characters.
@@ -346,8 +364,91 @@ void ServerConnection::handle_connect(codec::Connect& c) {
     }
   }
   request_response_info_ = v5 && c.props.request_response_info.value_or(0) == 1;
+  if (v5 && c.props.auth_method) {
+    // Enhanced authentication (section 4.12): the handler runs the method; CONNECT waits for it.
+    auth_method_ = *c.props.auth_method;
+    std::string data = c.props.auth_data.value_or("");
+    pending_connect_ = std::move(c);
+    state_ = State::kAuthenticating;
+    apply_auth(handler_.auth_start(*this, auth_method_, data, false));
+    return;
+  }
   state_ = State::kConnecting;
   handler_.on_connect(*this, c);
+}
+
+void ServerConnection::send_auth(std::uint8_t reason, const std::string& data) {
+  codec::Auth a;
+  a.reason = reason;
+  a.props.auth_method = auth_method_;
+  if (!data.empty()) a.props.auth_data = data;
+  send(a);
+  if (limits_.verbose) log(0, fmt::format("Sending AUTH to {} (rc{}, {})", client_id_, reason, auth_method_));
+}
+
+void ServerConnection::apply_auth(AuthStep step) {
+  const bool connecting = state_ == State::kAuthenticating;
+  switch (step.kind) {
+    case AuthStep::kUnsupportedMethod:
+      if (connecting) {
+        refuse(Reason::kBadAuthenticationMethod);  // section 4.12: method not supported, CONNACK 0x8C
+      } else {
+        protocol_violation(Reason::kBadAuthenticationMethod, "authentication method not supported");
+      }
+      return;
+    case AuthStep::kContinue: send_auth(to_byte(Reason::kContinueAuthentication), step.data); return;
+    case AuthStep::kFail:
+      log(1, fmt::format("Client {} failed authentication ({}).", client_id_, auth_method_));
+      if (connecting) {
+        refuse(step.reason);
+      } else {
+        disconnect(step.reason, CloseCause::kProtocolError);  // a failed re-authentication (section 4.12.1)
+      }
+      return;
+    case AuthStep::kSuccess:
+      if (connecting) {
+        auth_success_data_ = std::move(step.data);
+        state_ = State::kConnecting;
+        codec::Connect c = std::move(*pending_connect_);
+        pending_connect_.reset();
+        handler_.on_connect(*this, c);  // CONNACK carries the method and the final data
+      } else {
+        reauthenticating_ = false;
+        send_auth(to_byte(Reason::kSuccess), step.data);
+      }
+      return;
+  }
+}
+
+void ServerConnection::handle_auth(const codec::Auth& a) {
+  const std::string method = a.props.auth_method.value_or("");
+  const std::string data = a.props.auth_data.value_or("");
+  if (limits_.verbose) log(0, fmt::format("Received AUTH from {} (rc{}, {})", client_id_, a.reason, method));
+  if (auth_method_.empty()) {
+    // AUTH without a method agreed in CONNECT (section 4.12): protocol error.
+    log(1, fmt::format("Client {} sent AUTH without an authentication method.", client_id_));
+    protocol_violation(Reason::kProtocolError, "unexpected AUTH");
+    return;
+  }
+  if (method != auth_method_) {
+    // The method must stay the one of CONNECT, also when re-authenticating (section 4.12.1).
+    if (state_ == State::kAuthenticating) {
+      refuse(Reason::kProtocolError);
+    } else {
+      protocol_violation(Reason::kProtocolError, "authentication method changed");
+    }
+    return;
+  }
+  if (a.reason == to_byte(Reason::kContinueAuthentication) && (state_ == State::kAuthenticating || reauthenticating_)) {
+    apply_auth(handler_.auth_continue(*this, data));
+  } else if (a.reason == to_byte(Reason::kReAuthenticate) && state_ == State::kConnected && !reauthenticating_) {
+    reauthenticating_ = true;
+    apply_auth(handler_.auth_start(*this, auth_method_, data, true));
+  } else if (state_ == State::kAuthenticating) {
+    refuse(Reason::kProtocolError);
+  } else {
+    protocol_violation(Reason::kProtocolError, "unexpected AUTH reason code");
+  }
 }
 
 void ServerConnection::accept(SessionState* session, bool session_present, codec::Properties props) {
@@ -382,18 +483,27 @@ void ServerConnection::accept(SessionState* session, bool session_present, codec
     if (!limits_.retain_available) ack.props.retain_available = 0;
     // Request Response Information: a per-client topic prefix, documented in configuration.md.
     if (request_response_info_) ack.props.response_info = limits_.response_topic_prefix + client_id_;
+    if (!auth_method_.empty()) {
+      ack.props.auth_method = auth_method_;
+      if (!auth_success_data_.empty()) ack.props.auth_data = std::move(auth_success_data_);
+    }
   }
   send(ack);
   if (limits_.verbose) {
     log(0, fmt::format("Sending CONNACK to {} ({}, 0)", client_id_, session_present ? 1 : 0));
   }
   // [MQTT-4.4.0-1] resend unacknowledged PUBLISH (DUP=1) and PUBREL, in their original order.
-  for (auto& f : session_->inflight) {
-    if (f.released) {
-      send_ack(PacketType::kPubrel, f.packet_id, 0);
-    } else {
-      send_publish(f.delivery, f.packet_id, true);
+  // Onward delivery has started for these, so an expired one is resent all the same
+  // [MQTT-3.3.2-5]; one that no longer fits the client's Maximum Packet Size is given up, which frees
+  // its slot in the window [MQTT-3.1.2-25].
+  for (auto it = session_->inflight.begin(); it != session_->inflight.end();) {
+    if (it->released) {
+      send_ack(PacketType::kPubrel, it->packet_id, 0);
+    } else if (!send_publish(it->delivery, it->packet_id, true)) {
+      it = session_->inflight.erase(it);
+      continue;
     }
+    ++it;
   }
   pump_queue();
 }
@@ -408,6 +518,8 @@ void ServerConnection::refuse(Reason reason) {
 }
 
 void ServerConnection::handle_publish(codec::Publish& p) {
+  ++counters_.publish_in;  // $SYS publish/messages/received, publish/bytes/received
+  counters_.publish_bytes_in += p.payload.size();
   const bool v5 = version_ == Version::kV5;
   if (v5) {
     if (!p.props.subscription_ids.empty()) {
@@ -465,8 +577,9 @@ void ServerConnection::handle_publish(codec::Publish& p) {
   }
   if (limits_.message_size_limit != 0 && p.payload.size() > limits_.message_size_limit) {
     log(1, fmt::format("Dropped too large PUBLISH from {} ({} bytes).", client_id_, p.payload.size()));
-    if (p.qos == 1) send_ack(PacketType::kPuback, p.packet_id, to_byte(Reason::kPacketTooLarge));
-    if (p.qos == 2) send_ack(PacketType::kPubrec, p.packet_id, to_byte(Reason::kPacketTooLarge));
+    // 0x95 is not a PUBACK/PUBREC code; message_size_limit is an administrative limit: 0x97.
+    if (p.qos == 1) send_ack(PacketType::kPuback, p.packet_id, to_byte(Reason::kQuotaExceeded));
+    if (p.qos == 2) send_ack(PacketType::kPubrec, p.packet_id, to_byte(Reason::kQuotaExceeded));
     return;
   }
   if (p.qos == 2) {
@@ -482,6 +595,21 @@ void ServerConnection::handle_publish(codec::Publish& p) {
     }
   }
   MessagePtr msg = Message::make(p.topic, p.payload, p.qos, p.retain, client_id_, last_rx_, v5 ? &p.props : nullptr);
+  if (Reason auth = handler_.authorize_publish(*this, *msg); to_byte(auth) >= 0x80) {
+    switch (p.qos) {
+      case 0: break;
+      case 1: send_ack(PacketType::kPuback, p.packet_id, to_byte(auth)); break;
+      case 2:
+        if (v5) {
+          send_ack(PacketType::kPubrec, p.packet_id, to_byte(auth));  // the flow ends here
+        } else {
+          session_->inbound_qos2.emplace(p.packet_id, nullptr);  // PUBREL gets PUBCOMP, nothing routed
+          send_ack(PacketType::kPubrec, p.packet_id, 0);
+        }
+        break;
+    }
+    return;
+  }
   switch (p.qos) {
     case 0: handler_.on_publish(*this, msg); break;
     case 1: {
@@ -542,7 +670,7 @@ void ServerConnection::handle_ack(const codec::Ack& a) {
       }
       MessagePtr msg = std::move(it->second);
       held.erase(it);
-      handler_.on_publish(*this, msg);
+      if (msg) handler_.on_publish(*this, msg);  // null: refused at PUBLISH, acknowledged only
       send_ack(PacketType::kPubcomp, a.packet_id, 0);  // [MQTT-4.3.3-11]
       return;
     }
@@ -567,7 +695,25 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
   }
   std::vector<std::uint8_t> codes(s.topics.size(), 0);
   for (std::size_t i = 0; i < s.topics.size(); ++i) {
-    if (!valid_topic_filter(s.topics[i].filter)) {
+    std::string_view filter = s.topics[i].filter;
+    std::string_view share_name;
+    std::string_view inner;
+    auto shared = parse_shared_subscription(filter, share_name, inner);
+    if (shared == SharedFilter::kInvalid) {
+      // A bad share name, or none, or no filter after it [MQTT-4.8.2-1], [MQTT-4.8.2-2]: this filter
+      // fails (5.0: 0x8F Topic Filter invalid; 3.1.1: 0x80 Failure), the other filters go on.
+      codes[i] = v5 ? to_byte(Reason::kTopicFilterInvalid) : std::uint8_t{0x80};
+      continue;
+    }
+    if (shared == SharedFilter::kShared) {
+      if (s.topics[i].no_local) {
+        // [MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error.
+        protocol_violation(Reason::kProtocolError, "no local on a shared subscription");
+        return;
+      }
+      filter = inner;
+    }
+    if (!valid_topic_filter(filter)) {
       if (!v5) {
         protocol_violation(Reason::kTopicFilterInvalid, "invalid topic filter");  // [MQTT-4.7.1-1]
         return;
@@ -694,13 +840,15 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   if (m.has_props() && props->message_expiry) {
     auto waited = std::chrono::duration_cast<std::chrono::seconds>(limits_.clock() - m.created).count();
     if (waited < 0) waited = 0;
-    if (static_cast<std::uint64_t>(waited) >= *props->message_expiry) {
+    const bool expired = static_cast<std::uint64_t>(waited) >= *props->message_expiry;
+    if (expired && !dup) {
       ++dropped_expired_;
       return false;
     }
     if (v5) {
+      // A resend (delivery already started) of an expired message says 0 seconds are left.
       adjusted = *props;
-      adjusted.message_expiry = static_cast<std::uint32_t>(*props->message_expiry - waited);
+      adjusted.message_expiry = expired ? 0u : static_cast<std::uint32_t>(*props->message_expiry - waited);
       props = &adjusted;
     }
   }
@@ -732,6 +880,9 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
     return false;
   }
   if (alias != 0 && !alias_known) outbound_aliases_.emplace(std::string(m.topic), alias);
+  ++counters_.packets_out;  // $SYS messages/sent, publish/messages/sent, publish/bytes/sent
+  ++counters_.publish_out;
+  counters_.publish_bytes_out += m.payload.size();
   std::string& b = out_.bytes;
   b.push_back(static_cast<char>(0x30 | (dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 1 : 0)));
   codec::put_varint(static_cast<std::uint32_t>(remaining), b);

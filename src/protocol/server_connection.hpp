@@ -82,7 +82,28 @@ struct OutBuffer {
 
 class ServerConnection;
 
+// What one connection has received and sent, for $SYS. Plain integers bumped on the owner thread; the
+// network layer adds them to its worker's Stats once a second and when the connection ends, so the
+// message path touches no shared counter.
+struct ConnCounters {
+  std::uint64_t packets_in = 0;   // every MQTT packet, as Mosquitto counts "messages"
+  std::uint64_t packets_out = 0;
+  std::uint64_t publish_in = 0;   // PUBLISH packets, and their payload bytes
+  std::uint64_t publish_bytes_in = 0;
+  std::uint64_t publish_out = 0;
+  std::uint64_t publish_bytes_out = 0;
+  std::uint64_t connects = 0;     // CONNECT packets
+};
+
 std::string generate_client_id(const std::string& prefix);
+
+// Enhanced authentication (MQTT 5 AUTH): the broker's answer to one step of an exchange.
+struct AuthStep {
+  enum Kind { kUnsupportedMethod, kContinue, kSuccess, kFail };
+  Kind kind = kUnsupportedMethod;
+  std::string data;                        // Authentication Data for the client (challenge, or final)
+  Reason reason = Reason::kNotAuthorized;  // kFail: CONNACK (or, re-authenticating, DISCONNECT) code
+};
 
 // The broker's side of the conversation. Calls come from ServerConnection on its owner thread.
 class ConnectionHandler {
@@ -90,6 +111,10 @@ class ConnectionHandler {
   virtual ~ConnectionHandler() = default;
   // A valid CONNECT arrived; the handler must call accept() or refuse() (possibly later).
   virtual void on_connect(ServerConnection& c, codec::Connect& connect) = 0;
+  // Whether this client may publish the message (access control; $SYS is the broker's). A code of
+  // 0x80 or more refuses it: 5.0 gets it in PUBACK/PUBREC, 3.x is acknowledged as usual, and the
+  // message is dropped [MQTT-3.3.5-2]. Asked before the QoS 2 PUBREC, so the refusal can be in it.
+  virtual Reason authorize_publish(ServerConnection&, const Message&) { return Reason::kSuccess; }
   // An application message to route. Returns the reason code for PUBACK/PUBREC (5.0).
   virtual Reason on_publish(ServerConnection& c, const MessagePtr& m) = 0;
   // Fill one code per topic filter.
@@ -105,6 +130,14 @@ class ConnectionHandler {
   virtual void on_drained(ServerConnection&) {}
   // The connection ended (called once). The will, if any, is still in c.will().
   virtual void on_closed(ServerConnection& c, CloseCause cause) = 0;
+  // Enhanced authentication: the first step for `method` with the client's Authentication Data, on
+  // CONNECT or on AUTH 0x19 (re-authentication); then each AUTH 0x18 of the exchange. The default
+  // supports no method (CONNACK 0x8C).
+  virtual AuthStep auth_start(ServerConnection&, const std::string& /*method*/, const std::string& /*data*/,
+                              bool /*reauth*/) {
+    return {};
+  }
+  virtual AuthStep auth_continue(ServerConnection&, const std::string& /*data*/) { return {AuthStep::kFail}; }
   // Chooses the identifier for a client that sent an empty one [MQTT-3.1.3-6].
   virtual std::string assign_client_id(const std::string& prefix);
   // A one-line log message (level: 0 debug, 1 info/notice, 2 warning, 3 error).
@@ -113,7 +146,9 @@ class ConnectionHandler {
 
 class ServerConnection {
  public:
-  enum class State { kAwaitConnect, kConnecting, kConnected, kClosed };
+  // kAuthenticating: CONNECT named an authentication method; AUTH packets go back and forth until
+  // the handler says success (then kConnecting) or failure.
+  enum class State { kAwaitConnect, kAuthenticating, kConnecting, kConnected, kClosed };
 
   ServerConnection(ConnectionHandler& handler, const ServerLimits& limits, std::string peer,
                    TimePoint now);
@@ -161,6 +196,7 @@ class ServerConnection {
   std::uint64_t dropped_qos0() const { return dropped_qos0_; }
   std::uint64_t dropped_queue() const { return dropped_queue_; }
   std::uint64_t dropped_expired() const { return dropped_expired_; }
+  const ConnCounters& counters() const { return counters_; }
 
   // Opaque pointers for the broker (its session object) and the network layer (its socket object).
   void* user = nullptr;
@@ -174,6 +210,9 @@ class ServerConnection {
   std::size_t process(const std::uint8_t* data, std::size_t n);
   void handle(codec::Packet& p, const codec::FrameHeader& h);
   void handle_connect(codec::Connect& c);
+  void handle_auth(const codec::Auth& a);
+  void apply_auth(AuthStep step);
+  void send_auth(std::uint8_t reason, const std::string& data);
   void handle_publish(codec::Publish& p);
   void handle_ack(const codec::Ack& a);
   void handle_subscribe(const codec::Subscribe& s);
@@ -205,7 +244,11 @@ class ServerConnection {
   std::uint16_t client_receive_max_ = 65535;
   std::uint32_t client_max_packet_ = 0;
   std::uint16_t client_alias_max_ = 0;
-  bool request_response_info_ = false;  // Topic Alias Maximum the client accepts (5.0)
+  bool request_response_info_ = false;
+  std::string auth_method_;                     // empty: no enhanced authentication
+  std::optional<codec::Connect> pending_connect_;  // held while kAuthenticating
+  std::string auth_success_data_;               // for CONNACK
+  bool reauthenticating_ = false;  // Topic Alias Maximum the client accepts (5.0)
   // Outbound topic aliases: the first client_alias_max_ distinct topics sent get an alias each, for
   // the life of the connection; later topics go out in full (docs/architecture.md).
   std::unordered_map<std::string, std::uint16_t> outbound_aliases_;
@@ -221,6 +264,7 @@ class ServerConnection {
   std::uint64_t dropped_qos0_ = 0;
   std::uint64_t dropped_queue_ = 0;
   std::uint64_t dropped_expired_ = 0;
+  ConnCounters counters_;
 };
 
 // Appends a delivery to an offline session's queue within the limits. False (and nothing queued)

@@ -20,6 +20,9 @@ struct Delivery {
   std::uint8_t qos = 0;
   bool retain = false;
   SubIds sub_ids;
+  // The shared subscription group (the broker's id) this delivery was chosen for; 0 = none. Lets the
+  // broker give the message to another member when this session goes away (section 4.8.2).
+  std::uint32_t share = 0;
 };
 
 struct OutboundFlight {

@@ -143,6 +143,16 @@ TEST(Config, MaxQueuedMessages) {
   EXPECT_CONTAINS(error_of("max_queued_messages 12x\n"), "t.conf:1: max_queued_messages");
 }
 
+TEST(Config, SharedSubscriptionStrategy) {
+  using S = Config::SharedStrategy;
+  EXPECT_EQ(Config{}.shared_subscription_strategy, S::kRoundRobin);
+  EXPECT_EQ(load("shared_subscription_strategy round_robin\n").shared_subscription_strategy, S::kRoundRobin);
+  EXPECT_EQ(load("shared_subscription_strategy sticky\n").shared_subscription_strategy, S::kSticky);
+  EXPECT_CONTAINS(error_of("shared_subscription_strategy random\n"), "t.conf:1: shared_subscription_strategy");
+  EXPECT_CONTAINS(error_of("shared_subscription_strategy\n"), "t.conf:1: shared_subscription_strategy");
+  EXPECT_CONTAINS(error_of("shared_subscription_strategy sticky round_robin\n"), "t.conf:1: shared_subscription_strategy");
+}
+
 TEST(Config, PersistentClientExpirationDurations) {
   EXPECT_EQ(load("persistent_client_expiration 14d\n").persistent_client_expiration, 1209600u);
   EXPECT_EQ(load("persistent_client_expiration 2h\n").persistent_client_expiration, 7200u);

@@ -36,6 +36,7 @@ struct FakeHandler : tern::protocol::ConnectionHandler {
   bool session_present = false;
   std::optional<Reason> refuse_with;
   Reason publish_reason = Reason::kSuccess;
+  Reason authorize = Reason::kSuccess;
 
   int connects = 0;
   std::optional<codec::Connect> last_connect;
@@ -49,6 +50,7 @@ struct FakeHandler : tern::protocol::ConnectionHandler {
   bool will_at_close = false;
   std::vector<std::string> logs;
 
+  Reason authorize_publish(ServerConnection&, const Message&) override { return authorize; }
   void on_connect(ServerConnection& c, codec::Connect& connect) override {
     ++connects;
     last_connect = connect;
@@ -1403,4 +1405,218 @@ TEST(ServerConnection, PayloadFormatIndicatorIsValidated) {
   ps = t.take();
   ASSERT_GE(ps.size(), 1u);
   EXPECT_EQ(as<codec::Disconnect>(ps.back()).reason, 0x99);
+}
+
+// ---- Enhanced authentication (section 4.12): a toy challenge-response method run by the handler.
+namespace {
+
+struct AuthHandler : FakeHandler {
+  int starts = 0;
+  bool last_reauth = false;
+  tern::protocol::AuthStep auth_start(ServerConnection&, const std::string& method, const std::string& data,
+                                      bool reauth) override {
+    ++starts;
+    last_reauth = reauth;
+    if (method != "TOY") return {};
+    if (data != "hello") return {tern::protocol::AuthStep::kFail, {}, Reason::kNotAuthorized};
+    return {tern::protocol::AuthStep::kContinue, "challenge"};
+  }
+  tern::protocol::AuthStep auth_continue(ServerConnection&, const std::string& data) override {
+    if (data == "answer") return {tern::protocol::AuthStep::kSuccess, "server-proof"};
+    return {tern::protocol::AuthStep::kFail, {}, Reason::kNotAuthorized};
+  }
+};
+
+struct AuthHarness {
+  AuthHandler h;
+  ServerLimits limits;
+  TimePoint t0 = TimePoint{} + 1000h;
+  std::unique_ptr<ServerConnection> c;
+  std::deque<std::string> storage;
+  AuthHarness() { c = std::make_unique<ServerConnection>(h, limits, "127.0.0.1:1", t0); }
+  void feed(const codec::Packet& p) {
+    std::string b;
+    codec::encode_packet(p, Version::kV5, b);
+    c->on_bytes(reinterpret_cast<const std::uint8_t*>(b.data()), b.size(), t0);
+  }
+  std::vector<codec::Packet> take() {
+    storage.push_back(c->out().bytes);
+    c->out().clear();
+    std::vector<codec::Packet> out;
+    const auto* d = reinterpret_cast<const std::uint8_t*>(storage.back().data());
+    std::size_t off = 0;
+    while (off < storage.back().size()) {
+      codec::FrameHeader fh;
+      codec::DecodeError err;
+      if (codec::parse_frame(d + off, storage.back().size() - off, 0, fh, err) != codec::FrameStatus::kComplete) break;
+      codec::Packet p;
+      EXPECT_FALSE(codec::decode_packet(fh, d + off + fh.header_size, Version::kV5, p));
+      out.push_back(std::move(p));
+      off += fh.total();
+    }
+    return out;
+  }
+};
+
+codec::Connect auth_connect(const std::string& method, const std::string& data) {
+  codec::Properties props;
+  props.auth_method = method;
+  props.auth_data = data;
+  return Harness::connect_packet(Version::kV5, "authed", true, 60, std::nullopt, props);
+}
+
+codec::Auth auth_packet(std::uint8_t reason, const std::string& method, const std::string& data) {
+  codec::Auth a;
+  a.reason = reason;
+  a.props.auth_method = method;
+  a.props.auth_data = data;
+  return a;
+}
+
+}  // namespace
+
+TEST(ServerConnection, EnhancedAuthChallengeResponseThenConnack) {
+  AuthHarness t;
+  t.feed(auth_connect("TOY", "hello"));
+  EXPECT_EQ(t.c->state(), ServerConnection::State::kAuthenticating);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto& challenge = as<codec::Auth>(ps[0]);
+  EXPECT_EQ(challenge.reason, 0x18);
+  EXPECT_EQ(challenge.props.auth_method, "TOY") << "every AUTH carries the CONNECT's method";
+  EXPECT_EQ(challenge.props.auth_data, "challenge");
+  EXPECT_EQ(t.h.connects, 0) << "the session waits for the exchange";
+  t.feed(auth_packet(0x18, "TOY", "answer"));
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto& ack = as<codec::Connack>(ps[0]);
+  EXPECT_EQ(ack.code, 0);
+  EXPECT_EQ(ack.props.auth_method, "TOY");
+  EXPECT_EQ(ack.props.auth_data, "server-proof");
+  EXPECT_EQ(t.h.connects, 1);
+  EXPECT_EQ(t.c->state(), ServerConnection::State::kConnected);
+}
+
+TEST(ServerConnection, EnhancedAuthWrongAnswerGetsConnack0x87) {
+  AuthHarness t;
+  t.feed(auth_connect("TOY", "hello"));
+  t.take();
+  t.feed(auth_packet(0x18, "TOY", "wrong"));
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x87);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.h.connects, 0);
+}
+
+TEST(ServerConnection, EnhancedAuthUnknownMethodGetsConnack0x8C) {
+  AuthHarness t;
+  t.feed(auth_connect("SCRAM-SHA-1", "x"));
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x8C);
+  EXPECT_TRUE(t.c->closed());
+}
+
+TEST(ServerConnection, EnhancedAuthOtherPacketDuringExchangeIsProtocolError) {
+  AuthHarness t;
+  t.feed(auth_connect("TOY", "hello"));
+  t.take();
+  t.feed(codec::Pingreq{});
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x82);
+  EXPECT_TRUE(t.c->closed());
+}
+
+TEST(ServerConnection, EnhancedAuthChangedMethodIsProtocolError) {
+  AuthHarness t;
+  t.feed(auth_connect("TOY", "hello"));
+  t.take();
+  t.feed(auth_packet(0x18, "OTHER", "answer"));
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x82);
+}
+
+TEST(ServerConnection, ReAuthenticationSucceedsWithAuth0x00) {
+  AuthHarness t;
+  t.feed(auth_connect("TOY", "hello"));
+  t.feed(auth_packet(0x18, "TOY", "answer"));
+  t.take();
+  t.feed(auth_packet(0x19, "TOY", "hello"));
+  EXPECT_TRUE(t.h.last_reauth);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Auth>(ps[0]).reason, 0x18);
+  t.feed(auth_packet(0x18, "TOY", "answer"));
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Auth>(ps[0]).reason, 0x00);
+  EXPECT_EQ(as<codec::Auth>(ps[0]).props.auth_data, "server-proof");
+  EXPECT_FALSE(t.c->closed());
+}
+
+TEST(ServerConnection, FailedReAuthenticationDisconnects) {
+  AuthHarness t;
+  t.feed(auth_connect("TOY", "hello"));
+  t.feed(auth_packet(0x18, "TOY", "answer"));
+  t.take();
+  t.feed(auth_packet(0x19, "TOY", "hello"));
+  t.take();
+  t.feed(auth_packet(0x18, "TOY", "nope"));
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x87);
+  EXPECT_TRUE(t.c->closed());
+}
+
+TEST(ServerConnection, AuthWithoutMethodInConnectIsProtocolError) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(auth_packet(0x19, "TOY", "hello"), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+}
+
+TEST(ServerConnection, AuthExchangeIsBoundByConnectTimeout) {
+  AuthHarness t;
+  t.limits.connect_timeout = std::chrono::seconds(10);
+  t.c = std::make_unique<ServerConnection>(t.h, t.limits, "127.0.0.1:1", t.t0);
+  t.feed(auth_connect("TOY", "hello"));
+  t.c->on_tick(t.t0 + 5s);
+  EXPECT_FALSE(t.c->closed());
+  t.c->on_tick(t.t0 + 11s);
+  EXPECT_TRUE(t.c->closed());
+}
+
+// A refused PUBLISH (access control, $SYS): 5.0 hears the reason in PUBACK/PUBREC, 3.1.1 is
+// acknowledged as usual [MQTT-3.3.5-2]; nothing is routed.
+TEST(ServerConnection, RefusedPublishIsAcknowledgedAndDropped) {
+  Harness t5;
+  t5.h.authorize = Reason::kNotAuthorized;
+  t5.connect(Version::kV5);
+  t5.feed(publish("$SYS/x", "1", 1, 1), Version::kV5);
+  t5.feed(publish("$SYS/x", "2", 2, 2), Version::kV5);
+  auto ps = t5.take();
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).reason, 0x87);
+  EXPECT_EQ(as<codec::Ack>(ps[1]).type, codec::PacketType::kPubrec);
+  EXPECT_EQ(as<codec::Ack>(ps[1]).reason, 0x87) << "refused before PUBREC";
+  EXPECT_TRUE(t5.h.published.empty());
+
+  Harness t3;
+  t3.h.authorize = Reason::kNotAuthorized;
+  t3.connect(Version::kV311);
+  t3.feed(publish("$SYS/x", "2", 2, 7), Version::kV311);
+  ps = t3.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubrec);
+  t3.feed(ack(codec::PacketType::kPubrel, 7), Version::kV311);
+  ps = t3.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubcomp);
+  EXPECT_TRUE(t3.h.published.empty()) << "acknowledged, never routed";
 }
