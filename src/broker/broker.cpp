@@ -23,6 +23,9 @@ Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
   limits_.slow_subscriber_timeout = std::chrono::seconds(cfg.slow_subscriber_timeout);
   limits_.max_qos = cfg.max_qos;
   limits_.retain_available = cfg.retain_available;
+  limits_.wildcard_subscription_available = cfg.wildcard_subscription_available;
+  limits_.subscription_identifier_available = cfg.subscription_identifier_available;
+  limits_.shared_subscription_available = cfg.shared_subscription_available;
   limits_.response_topic_prefix = cfg.response_topic_prefix;
   limits_.validate_utf8_payload = cfg.validate_utf8_payload;
   limits_.verbose = (cfg.log_types & config::kLogDebug) != 0;

@@ -184,6 +184,12 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     cfg.upgrade_outgoing_qos = parse_bool(c, a);
   } else if (k == "retain_available") {
     cfg.retain_available = parse_bool(c, a);
+  } else if (k == "wildcard_subscription_available") {
+    cfg.wildcard_subscription_available = parse_bool(c, a);
+  } else if (k == "subscription_identifier_available") {
+    cfg.subscription_identifier_available = parse_bool(c, a);
+  } else if (k == "shared_subscription_available") {
+    cfg.shared_subscription_available = parse_bool(c, a);
   } else if (k == "max_qos") {
     cfg.max_qos = static_cast<std::uint8_t>(parse_uint(c, a, 2));
   } else if (k == "response_topic_prefix") {

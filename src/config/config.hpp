@@ -54,6 +54,9 @@ struct Config {
   bool upgrade_outgoing_qos = false;
   bool retain_available = true;
   std::uint8_t max_qos = 2;
+  bool wildcard_subscription_available = true;
+  bool subscription_identifier_available = true;
+  bool shared_subscription_available = true;
   std::string response_topic_prefix = "response/";
   bool validate_utf8_payload = true;
   bool set_tcp_nodelay = true;

@@ -481,6 +481,9 @@ void ServerConnection::accept(SessionState* session, bool session_present, codec
     ack.props.maximum_packet_size = limits_.max_packet_size;
     if (limits_.max_qos < 2) ack.props.maximum_qos = limits_.max_qos;  // [MQTT-3.2.2-9]; SUBSCRIBE still accepted [MQTT-3.2.2-10]
     if (!limits_.retain_available) ack.props.retain_available = 0;
+    if (!limits_.wildcard_subscription_available) ack.props.wildcard_sub_available = 0;
+    if (!limits_.subscription_identifier_available) ack.props.sub_id_available = 0;
+    if (!limits_.shared_subscription_available) ack.props.shared_sub_available = 0;
     // Request Response Information: a per-client topic prefix, documented in configuration.md.
     if (request_response_info_) ack.props.response_info = limits_.response_topic_prefix + client_id_;
     if (!auth_method_.empty()) {
@@ -706,6 +709,11 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
       continue;
     }
     if (shared == SharedFilter::kShared) {
+      if (!limits_.shared_subscription_available) {
+        // Section 3.2.2.3.16: switched off, so refused per filter (0x9E; 3.x: 0x80).
+        codes[i] = v5 ? to_byte(Reason::kSharedSubscriptionsNotSupported) : std::uint8_t{0x80};
+        continue;
+      }
       if (s.topics[i].no_local) {
         // [MQTT-3.8.3-4] No Local on a shared subscription is a Protocol Error.
         protocol_violation(Reason::kProtocolError, "no local on a shared subscription");
@@ -719,6 +727,12 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
         return;
       }
       codes[i] = to_byte(Reason::kTopicFilterInvalid);
+    } else if (!limits_.wildcard_subscription_available && filter.find_first_of("+#") != std::string_view::npos) {
+      // Section 3.2.2.3.14: wildcards switched off, refused per filter (0xA2; 3.x: 0x80).
+      codes[i] = v5 ? to_byte(Reason::kWildcardSubscriptionsNotSupported) : std::uint8_t{0x80};
+    } else if (v5 && !limits_.subscription_identifier_available && !s.props.subscription_ids.empty()) {
+      // Section 3.2.2.3.15: identifiers switched off, so every filter of this SUBSCRIBE gets 0xA1.
+      codes[i] = to_byte(Reason::kSubscriptionIdentifiersNotSupported);
     } else {
       codes[i] = std::min(s.topics[i].qos, limits_.max_qos);  // granted at most max_qos
     }

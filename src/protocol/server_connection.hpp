@@ -40,6 +40,9 @@ struct ServerLimits {
   bool validate_utf8_payload = true;
   std::uint8_t max_qos = 2;         // highest QoS accepted and granted (CONNACK Maximum QoS)
   bool retain_available = true;     // CONNACK Retain Available
+  bool wildcard_subscription_available = true;    // CONNACK Wildcard Subscription Available
+  bool subscription_identifier_available = true;  // CONNACK Subscription Identifiers Available
+  bool shared_subscription_available = true;      // CONNACK Shared Subscription Available
   // Response Information sent to a 5.0 client that requests it: this prefix plus its client id.
   std::string response_topic_prefix = "response/";
   // Where "now" comes from when a message's expiry must be checked at delivery (tests pass a fake).

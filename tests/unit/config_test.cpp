@@ -250,6 +250,11 @@ TEST(Config, Mqtt5FeatureKeys) {
   EXPECT_EQ(c.response_topic_prefix, "rr/");
   EXPECT_FALSE(c.validate_utf8_payload);
   EXPECT_CONTAINS(error_of("max_qos 3\n"), "t.conf:1: max_qos");
+  Config f = load("wildcard_subscription_available false\nsubscription_identifier_available false\n"
+                  "shared_subscription_available false\n");
+  EXPECT_FALSE(f.wildcard_subscription_available);
+  EXPECT_FALSE(f.subscription_identifier_available);
+  EXPECT_FALSE(f.shared_subscription_available);
 }
 
 TEST(Config, BridgeKeysAreRefused) {

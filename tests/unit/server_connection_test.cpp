@@ -1620,3 +1620,43 @@ TEST(ServerConnection, RefusedPublishIsAcknowledgedAndDropped) {
   EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubcomp);
   EXPECT_TRUE(t3.h.published.empty()) << "acknowledged, never routed";
 }
+
+// Feature switches for subscriptions: advertised in CONNACK, refused per filter.
+TEST(ServerConnection, SubscriptionFeatureSwitchesAreAdvertisedAndEnforced) {
+  Harness t;
+  t.limits.wildcard_subscription_available = false;
+  t.limits.subscription_identifier_available = false;
+  t.limits.shared_subscription_available = false;
+  auto ack = connack_of(t, Harness::connect_packet(Version::kV5));
+  EXPECT_EQ(ack.props.wildcard_sub_available, 0);
+  EXPECT_EQ(ack.props.sub_id_available, 0);
+  EXPECT_EQ(ack.props.shared_sub_available, 0);
+  codec::Subscribe s;
+  s.packet_id = 1;
+  s.topics.push_back({"a/+", 1});
+  s.topics.push_back({"$share/g/a", 1});
+  s.topics.push_back({"a/b", 1});
+  t.feed(s, Version::kV5);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).codes, (std::vector<std::uint8_t>{0xA2, 0x9E, 1}));
+  codec::Subscribe with_id;
+  with_id.packet_id = 2;
+  with_id.props.subscription_ids.push_back(7);
+  with_id.topics.push_back({"c/d", 0});
+  t.feed(with_id, Version::kV5);
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).codes, std::vector<std::uint8_t>{0xA1});
+
+  Harness t3;
+  t3.limits.wildcard_subscription_available = false;
+  t3.connect(Version::kV311);
+  codec::Subscribe w;
+  w.packet_id = 3;
+  w.topics.push_back({"#", 0});
+  t3.feed(w, Version::kV311);
+  ps = t3.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).codes, std::vector<std::uint8_t>{0x80});
+}
