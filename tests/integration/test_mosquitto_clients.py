@@ -362,6 +362,27 @@ def test_v5_properties_pass_through():
         assert b.alive()
 
 
+def test_v5_session_expiry_and_message_expiry_with_D():
+    """mosquitto_sub -V 5 -c -x 60 (session expiry; -D connect for another CONNECT property) keeps the
+    session while offline; a message published with -D publish message-expiry-interval 1 expires in
+    the queue, one with 60 s is delivered with the interval reduced by the wait."""
+    with Broker() as b:
+        common = [SUB, "-h", "127.0.0.1", "-p", str(b.port), "-V", "5", "-q", "1", "-t", "sx/#", "-c",
+                  "-i", "sx-sub", "-x", "60", "-D", "connect", "receive-maximum", "20"]
+        r = run(common + ["-E"])  # subscribe, then disconnect: the session stays for 60 s
+        assert r.returncode == 0, r.stderr
+        for topic, expiry in (("sx/short", "1"), ("sx/long", "60")):
+            r = run([PUB, "-h", "127.0.0.1", "-p", str(b.port), "-V", "5", "-q", "1", "-t", topic, "-m", topic,
+                     "-D", "publish", "message-expiry-interval", expiry])
+            assert r.returncode == 0, r.stderr
+        time.sleep(2.2)
+        r = run(common + ["-C", "1", "-W", "5", "-F", "%t %E"])
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        topic, left = r.stdout.split()
+        assert topic == "sx/long", "the 1 s message expired in the queue [MQTT-3.3.2-5]"
+        assert 55 <= int(left) <= 58, f"expiry forwarded reduced by the wait [MQTT-3.3.2-6]: {left}"
+
+
 if __name__ == "__main__":
     run_tests([
         test_matrix_versions_qos,
@@ -374,4 +395,5 @@ if __name__ == "__main__":
         test_line_mode_many_messages_and_wildcards,
         test_large_payload_from_file,
         test_v5_properties_pass_through,
+        test_v5_session_expiry_and_message_expiry_with_D,
     ])
