@@ -1660,3 +1660,25 @@ TEST(ServerConnection, SubscriptionFeatureSwitchesAreAdvertisedAndEnforced) {
   ASSERT_EQ(ps.size(), 1u);
   EXPECT_EQ(as<codec::SubAck>(ps[0]).codes, std::vector<std::uint8_t>{0x80});
 }
+
+// [MQTT-3.15.2-2], [MQTT-3.15.2-3]: an AUTH never carries a Reason String or User Property that could
+// exceed the client's Maximum Packet Size; Tern sends neither on AUTH.
+TEST(ServerConnection, AuthPacketsCarryNoReasonStringOrUserProperty) {
+  AuthHarness t;
+  codec::Connect cp = auth_connect("TOY", "hello");
+  cp.props.maximum_packet_size = 32;
+  t.feed(cp);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto& a = as<codec::Auth>(ps[0]);
+  EXPECT_FALSE(a.props.reason_string.has_value());
+  EXPECT_TRUE(a.props.user_properties.empty());
+  EXPECT_LE(t.storage.back().size(), 32u);
+  t.feed(auth_packet(0x18, "TOY", "answer"));
+  t.take();
+  t.feed(auth_packet(0x19, "TOY", "hello"));
+  ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_FALSE(as<codec::Auth>(ps[0]).props.reason_string.has_value());
+  EXPECT_LE(t.storage.back().size(), 32u);
+}
