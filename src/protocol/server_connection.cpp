@@ -312,7 +312,7 @@ void ServerConnection::handle_connect(codec::Connect& c) {
   keepalive_ = c.keepalive;
   clean_start_ = c.clean_start;
   username_ = c.username;
-  will_ = c.will;
+  if (c.will) will_ = std::make_unique<codec::Will>(std::move(*c.will));  // heap: most clients have none
   const bool v5 = version_ == Version::kV5;
   if (v5) {
     session_expiry_ = c.props.session_expiry.value_or(0);
@@ -368,7 +368,7 @@ void ServerConnection::handle_connect(codec::Connect& c) {
     // Enhanced authentication (section 4.12): the handler runs the method; CONNECT waits for it.
     auth_method_ = *c.props.auth_method;
     std::string data = c.props.auth_data.value_or("");
-    pending_connect_ = std::move(c);
+    pending_connect_ = std::make_unique<codec::Connect>(std::move(c));
     state_ = State::kAuthenticating;
     apply_auth(handler_.auth_start(*this, auth_method_, data, false));
     return;

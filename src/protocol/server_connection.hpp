@@ -189,7 +189,7 @@ class ServerConnection {
   void set_client_id(std::string id) { client_id_ = std::move(id); }
   const std::string& peer() const { return peer_; }
   const std::optional<std::string>& username() const { return username_; }
-  const std::optional<codec::Will>& will() const { return will_; }
+  const std::unique_ptr<codec::Will>& will() const { return will_; }
   void clear_will() { will_.reset(); }
   bool clean_start() const { return clean_start_; }
   std::uint16_t keepalive() const { return keepalive_; }
@@ -240,7 +240,7 @@ class ServerConnection {
   codec::Version version_ = codec::Version::kV311;
   std::string client_id_;
   std::optional<std::string> username_;
-  std::optional<codec::Will> will_;
+  std::unique_ptr<codec::Will> will_;
   bool clean_start_ = true;
   std::uint16_t keepalive_ = 0;
   std::uint32_t session_expiry_ = 0;
@@ -249,7 +249,7 @@ class ServerConnection {
   std::uint16_t client_alias_max_ = 0;
   bool request_response_info_ = false;
   std::string auth_method_;                     // empty: no enhanced authentication
-  std::optional<codec::Connect> pending_connect_;  // held while kAuthenticating
+  std::unique_ptr<codec::Connect> pending_connect_;  // held while kAuthenticating (heap: rare, and large)
   std::string auth_success_data_;               // for CONNACK
   bool reauthenticating_ = false;  // Topic Alias Maximum the client accepts (5.0)
   // Outbound topic aliases: the first client_alias_max_ distinct topics sent get an alias each, for
