@@ -9,20 +9,14 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from ternlib import *  # noqa: E402,F403
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../conformance"))
+import conflib  # noqa: E402
+
 
 def parse_publish(p):
-    """(packet id, payload) of a QoS 1 PUBLISH without properties (3.1.1)."""
-    i, mult, length = 1, 1, 0
-    while True:
-        b = p[i]
-        length += (b & 0x7F) * mult
-        mult *= 128
-        i += 1
-        if not b & 0x80:
-            break
-    tlen = struct.unpack("!H", p[i:i + 2])[0]
-    j = i + 2 + tlen
-    return struct.unpack("!H", p[j:j + 2])[0], p[j + 2:]
+    """(packet id, payload) of a QoS 1 PUBLISH (3.1.1)."""
+    d = conflib.parse_publish(p)
+    return d["pid"], d["payload"]
 
 
 def flood(pub, first, count):

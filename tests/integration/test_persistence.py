@@ -15,6 +15,9 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from ternlib import *  # noqa: E402,F403
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../conformance"))
+import conflib  # noqa: E402
+
 DEBIAN_CONF = """# Place your local configuration in /etc/mosquitto/conf.d/
 #
 # A full description of the configuration file is at
@@ -45,22 +48,8 @@ def persistent_conf(d, extra=""):
 
 def pub_packet(p):
     """(topic, packet id or None, payload, first byte) of a 3.1.1 PUBLISH."""
-    i, mult, length = 1, 1, 0
-    while True:
-        b = p[i]
-        length += (b & 0x7F) * mult
-        mult *= 128
-        i += 1
-        if not b & 0x80:
-            break
-    tlen = struct.unpack("!H", p[i:i + 2])[0]
-    topic = p[i + 2:i + 2 + tlen].decode()
-    j = i + 2 + tlen
-    pid = None
-    if (p[0] >> 1) & 3:
-        pid = struct.unpack("!H", p[j:j + 2])[0]
-        j += 2
-    return topic, pid, p[j:], p[0]
+    d = conflib.parse_publish(p)
+    return d["topic"].decode(), d["pid"], d["payload"], p[0]
 
 
 def test_restart_keeps_sessions_queues_and_retained():
