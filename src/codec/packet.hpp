@@ -71,6 +71,15 @@ struct Properties {
   std::optional<std::uint8_t> shared_sub_available;    // 0x2A
 
   bool operator==(const Properties&) const = default;
+  // True when no property is present (cheaper than comparing with an empty set).
+  bool empty() const {
+    return !payload_format && !message_expiry && !content_type && !response_topic && !correlation_data &&
+           subscription_ids.empty() && !session_expiry && !assigned_client_id && !server_keep_alive &&
+           !auth_method && !auth_data && !request_problem_info && !will_delay && !request_response_info &&
+           !response_info && !server_reference && !reason_string && !receive_maximum && !topic_alias_maximum &&
+           !topic_alias && !maximum_qos && !retain_available && user_properties.empty() && !maximum_packet_size &&
+           !wildcard_sub_available && !sub_id_available && !shared_sub_available;
+  }
 };
 
 struct Will {

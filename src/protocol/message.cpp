@@ -25,7 +25,7 @@ MessagePtr Message::make(std::string_view topic, std::string_view payload, std::
   m->qos = qos;
   m->retain = retain;
   m->created = created;
-  if (props != nullptr && !(*props == kNoProperties)) m->props_ = std::make_unique<codec::Properties>(std::move(*props));
+  if (props != nullptr && !props->empty()) m->props_ = std::make_unique<codec::Properties>(std::move(*props));
   return MessagePtr(m);
 }
 

@@ -880,7 +880,7 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   }
   std::size_t props_len = 0;
   if (v5) {
-    props_len = codec::properties_size(*props);
+    if (m.has_props()) props_len = codec::properties_size(*props);
     for (auto id : d.sub_ids) props_len += 1 + codec::varint_size(id);
     if (alias != 0) props_len += 3;
   }
@@ -905,7 +905,7 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   if (d.qos > 0) put_u16(b, packet_id);
   if (v5) {
     codec::put_varint(static_cast<std::uint32_t>(props_len), b);
-    codec::encode_properties(*props, b);
+    if (m.has_props()) codec::encode_properties(*props, b);
     if (alias != 0) {
       b.push_back(0x23);
       put_u16(b, alias);

@@ -1459,3 +1459,35 @@ TEST(Codec, ConnectTruncatedFieldsAreMalformed) {
 }
 
 }  // namespace
+
+// Properties::empty() must know every field: each one set alone makes the set non-empty.
+TEST(Codec, PropertiesEmptyKnowsEveryField) {
+  using tern::codec::Properties;
+  EXPECT_TRUE(Properties{}.empty());
+  std::vector<void (*)(Properties&)> setters = {
+      [](Properties& p) { p.payload_format = 1; }, [](Properties& p) { p.message_expiry = 1; },
+      [](Properties& p) { p.content_type = "x"; }, [](Properties& p) { p.response_topic = "x"; },
+      [](Properties& p) { p.correlation_data = "x"; }, [](Properties& p) { p.subscription_ids.push_back(1); },
+      [](Properties& p) { p.session_expiry = 1; }, [](Properties& p) { p.assigned_client_id = "x"; },
+      [](Properties& p) { p.server_keep_alive = 1; }, [](Properties& p) { p.auth_method = "x"; },
+      [](Properties& p) { p.auth_data = "x"; }, [](Properties& p) { p.request_problem_info = 1; },
+      [](Properties& p) { p.will_delay = 1; }, [](Properties& p) { p.request_response_info = 1; },
+      [](Properties& p) { p.response_info = "x"; }, [](Properties& p) { p.server_reference = "x"; },
+      [](Properties& p) { p.reason_string = "x"; }, [](Properties& p) { p.receive_maximum = 1; },
+      [](Properties& p) { p.topic_alias_maximum = 1; }, [](Properties& p) { p.topic_alias = 1; },
+      [](Properties& p) { p.maximum_qos = 1; }, [](Properties& p) { p.retain_available = 1; },
+      [](Properties& p) { p.user_properties.push_back({"k", "v"}); },
+      [](Properties& p) { p.maximum_packet_size = 1; }, [](Properties& p) { p.wildcard_sub_available = 1; },
+      [](Properties& p) { p.sub_id_available = 1; }, [](Properties& p) { p.shared_sub_available = 1; },
+  };
+  for (std::size_t i = 0; i < setters.size(); ++i) {
+    Properties p;
+    setters[i](p);
+    EXPECT_FALSE(p.empty()) << "field " << i;
+    std::string enc;
+    tern::codec::encode_properties(p, enc);
+    EXPECT_GT(enc.size(), 1u) << "field " << i << " is encoded";
+  }
+  // Every field of the struct is covered: its size is what these fields take.
+  static_assert(sizeof(Properties) == 488, "a field was added: add it to empty() and to this test");
+}
