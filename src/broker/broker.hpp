@@ -38,7 +38,6 @@ struct alignas(64) Stats {
   std::atomic<std::uint64_t> cross_worker_batches{0};
   std::atomic<std::uint64_t> cross_worker_deliveries{0};
   std::atomic<std::int64_t> clients_connected{0};
-  std::atomic<std::int64_t> clients_total{0};
   std::atomic<std::uint64_t> connections_refused{0};
   // Subscription changes, retained messages received and messages queued, which Mosquitto's
   // autosave_on_changes counts.

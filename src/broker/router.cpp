@@ -1,18 +1,13 @@
 #include "broker/router.hpp"
 
+#include "core/string_hash.hpp"
+
 #include <atomic>
 #include <mutex>
 
 #include "core/topic.hpp"
 
 namespace tern::broker {
-
-namespace {
-struct StringHash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-}  // namespace
 
 class Router::SlotLock {
  public:

@@ -23,6 +23,9 @@ namespace tern::broker {
 // Identifies a session: owner worker in the top 16 bits, the worker-local session number below.
 using SessionKey = std::uint64_t;
 inline std::uint32_t worker_of(SessionKey k) { return static_cast<std::uint32_t>(k >> 48); }
+// The session's number on its worker.
+inline std::uint64_t local_of(SessionKey k) { return k & 0xFFFFFFFFFFFFull; }
+inline SessionKey make_key(unsigned worker, std::uint64_t local) { return (SessionKey{worker} << 48) | local; }
 
 struct SubOptions {
   std::uint8_t qos = 0;

@@ -73,7 +73,6 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   set_presence(*s, kOnline);  // shared subscriptions: a member to choose again
   c.user = s;
   stats_.clients_connected.fetch_add(1, std::memory_order_relaxed);
-  stats_.clients_total.fetch_add(1, std::memory_order_relaxed);
   codec::Properties props;
   if (connect.props.assigned_client_id) props.assigned_client_id = connect.props.assigned_client_id;
   if (connect.props.server_keep_alive) props.server_keep_alive = connect.props.server_keep_alive;
@@ -170,11 +169,11 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     // here (its subscriptions leave the router on this thread before it is freed).
     unsigned w = worker_of(key);
     if (w == index_) {
-      auto it = by_id_.find(key & 0xFFFFFFFFFFFFull);
+      auto it = by_id_.find(local_of(key));
       if (it != by_id_.end()) deliver_local(*it->second, std::move(d));
     } else {
       if (outbox_.empty()) outbox_.resize(broker_.workers());
-      outbox_[w].push_back(InboxItem{key & 0xFFFFFFFFFFFFull, std::move(d)});
+      outbox_[w].push_back(InboxItem{local_of(key), std::move(d)});
     }
     i = j;
   }
@@ -184,7 +183,7 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
 void Shard::dispatch(SessionKey key, Delivery&& d) {
   unsigned w = worker_of(key);
   if (w == index_) {
-    auto it = by_id_.find(key & 0xFFFFFFFFFFFFull);
+    auto it = by_id_.find(local_of(key));
     if (it != by_id_.end()) {
       deliver_local(*it->second, std::move(d));
     } else if (d.share) {
@@ -192,7 +191,7 @@ void Shard::dispatch(SessionKey key, Delivery&& d) {
     }
   } else {
     if (outbox_.empty()) outbox_.resize(broker_.workers());
-    outbox_[w].push_back(InboxItem{key & 0xFFFFFFFFFFFFull, std::move(d)});
+    outbox_[w].push_back(InboxItem{local_of(key), std::move(d)});
   }
 }
 
@@ -383,7 +382,7 @@ void Shard::on_closed(ServerConnection& c, CloseCause) {
 Session& Shard::new_session(const std::string& client_id) {
   auto fresh = std::make_unique<Session>();
   fresh->local_id = next_local_id_++;
-  fresh->key = (SessionKey{index_} << 48) | fresh->local_id;
+  fresh->key = make_key(index_, fresh->local_id);
   fresh->client_id = client_id;
   Session& s = *fresh;
   by_id_[s.local_id] = &s;
@@ -442,9 +441,9 @@ void Shard::end_session(Session& s) {
 void Shard::wait_on(SessionKey sub, SessionKey publisher) {
   unsigned w = worker_of(sub);
   if (w == index_) {
-    add_waiter(sub & 0xFFFFFFFFFFFFull, publisher);
+    add_waiter(local_of(sub), publisher);
   } else {
-    send_control(w, Control{Control::kWait, sub & 0xFFFFFFFFFFFFull, publisher});
+    send_control(w, Control{Control::kWait, local_of(sub), publisher});
   }
 }
 
@@ -462,10 +461,10 @@ void Shard::add_waiter(std::uint64_t sub_local, SessionKey publisher) {
 void Shard::resume_publisher(SessionKey publisher) {
   unsigned w = worker_of(publisher);
   if (w != index_) {
-    send_control(w, Control{Control::kResume, publisher & 0xFFFFFFFFFFFFull, 0});
+    send_control(w, Control{Control::kResume, local_of(publisher), 0});
     return;
   }
-  auto it = by_id_.find(publisher & 0xFFFFFFFFFFFFull);
+  auto it = by_id_.find(local_of(publisher));
   if (it == by_id_.end() || !it->second->conn || !it->second->conn->paused()) return;
   if (io_) io_->resume(*it->second->conn);
 }
@@ -483,31 +482,33 @@ void Shard::send_control(unsigned worker, Control c) {
   control_out_[worker].push_back(c);
 }
 
-void Shard::enqueue(std::vector<Control>& items) {
+namespace {
+// Moves `src` to the end of `dst` (a swap when `dst` is empty), leaving `src` empty.
+template <typename T>
+void append(std::vector<T>& dst, std::vector<T>& src) {
+  if (dst.empty()) {
+    dst.swap(src);
+  } else {
+    for (auto& x : src) dst.push_back(std::move(x));
+  }
+  src.clear();
+}
+}  // namespace
+
+template <typename T>
+void Shard::hand_over(std::vector<T>& items, std::vector<T>& inbox) {
   bool wake;
   {
     std::lock_guard lock(inbox_mu_);
-    wake = inbox_.empty() && control_in_.empty();
-    for (auto& c : items) control_in_.push_back(c);
+    wake = inbox_.empty() && control_in_.empty();  // woken only when the inbox was empty
+    append(inbox, items);
   }
-  items.clear();
   if (wake && io_) io_->wake();
 }
 
-void Shard::enqueue(std::vector<InboxItem>& items) {
-  bool wake;
-  {
-    std::lock_guard lock(inbox_mu_);
-    wake = inbox_.empty() && control_in_.empty();
-    if (inbox_.empty()) {
-      inbox_.swap(items);
-    } else {
-      for (auto& i : items) inbox_.push_back(std::move(i));
-    }
-  }
-  items.clear();
-  if (wake && io_) io_->wake();
-}
+void Shard::enqueue(std::vector<Control>& items) { hand_over(items, control_in_); }
+
+void Shard::enqueue(std::vector<InboxItem>& items) { hand_over(items, inbox_); }
 
 void Shard::drain_inbox() {
   {
@@ -519,7 +520,7 @@ void Shard::drain_inbox() {
     if (c.kind == Control::kWait) {
       add_waiter(c.session, c.other);
     } else {
-      resume_publisher((SessionKey{index_} << 48) | c.session);
+      resume_publisher(make_key(index_, c.session));
     }
   }
   control_draining_.clear();
@@ -529,7 +530,7 @@ void Shard::drain_inbox() {
       deliver_local(*it->second, std::move(item.delivery));
     } else if (item.delivery.share) {
       // Its session ended while the message was on the way: another member of the group takes it.
-      reroute(item.delivery, (SessionKey{index_} << 48) | item.session, false);
+      reroute(item.delivery, make_key(index_, item.session), false);
     }
   }
   draining_.clear();

@@ -111,6 +111,9 @@ class Shard : public protocol::ConnectionHandler {
   void add_waiter(std::uint64_t sub_local, SessionKey publisher);
   void resume_publisher(SessionKey publisher);
   void send_control(unsigned worker, Control c);
+  // Any thread: appends to one of this worker's inboxes and wakes it if it was idle.
+  template <typename T>
+  void hand_over(std::vector<T>& items, std::vector<T>& inbox);
   void end_session(Session& s);
   // Shared subscriptions. The session's connection came (kOnline) or went (kOffline); going offline
   // hands its unsent and unacknowledged QoS 1 shared messages to connected members.

@@ -870,7 +870,7 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   std::uint16_t alias = 0;
   bool alias_known = false;
   if (v5 && client_alias_max_ != 0) {
-    auto it = outbound_aliases_.find(std::string(m.topic));
+    auto it = outbound_aliases_.find(m.topic);  // no string built per PUBLISH
     if (it != outbound_aliases_.end()) {
       alias = it->second;
       alias_known = true;

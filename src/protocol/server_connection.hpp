@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "codec/codec.hpp"
+#include "core/string_hash.hpp"
 #include "protocol/message.hpp"
 #include "protocol/session_state.hpp"
 
@@ -254,7 +255,7 @@ class ServerConnection {
   bool reauthenticating_ = false;  // Topic Alias Maximum the client accepts (5.0)
   // Outbound topic aliases: the first client_alias_max_ distinct topics sent get an alias each, for
   // the life of the connection; later topics go out in full (docs/architecture.md).
-  std::unordered_map<std::string, std::uint16_t> outbound_aliases_;
+  std::unordered_map<std::string, std::uint16_t, StringHash, std::equal_to<>> outbound_aliases_;
   bool problem_info_ = true;
   std::vector<std::string> inbound_aliases_;
   TimePoint opened_;

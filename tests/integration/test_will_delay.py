@@ -11,6 +11,9 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from ternlib import *  # noqa: E402,F403
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../conformance"))
+import conflib  # noqa: E402
+
 
 def u32_prop(ident, value):
     return bytes([ident]) + struct.pack("!I", value)
@@ -43,12 +46,7 @@ def wait_will(w, timeout):
         return None
     assert p[0] >> 4 == 3, p.hex()
     assert b"gone" in p and b"text/plain" in p, "will payload and Content Type property"
-    i = 1
-    while p[i] & 0x80:
-        i += 1
-    i += 1
-    tlen = struct.unpack("!H", p[i:i + 2])[0]
-    pid = struct.unpack("!H", p[i + 2 + tlen:i + 4 + tlen])[0]
+    pid = conflib.parse_publish(p, version=5)["pid"]
     w.send(ack("puback", pid))
     return time.time() - start
 
