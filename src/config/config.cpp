@@ -53,15 +53,14 @@ const std::set<std::string>& refused_keys() {
       "require_certificate", "use_identity_as_username", "use_subject_as_username", "crlfile",
       "plugin", "auth_plugin", "tls_version", "ciphers", "ciphers_tls1.3", "dhparamfile",
       "psk_hint", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1", "mount_point",
-      "clientid_prefixes", "use_username_as_clientid", "per_listener_settings", "bind_interface",
-      "http_dir"};
+      "clientid_prefixes", "use_username_as_clientid", "per_listener_settings", "bind_interface"};
   return k;
 }
 
 const std::set<std::string>& warned_keys() {
   static const std::set<std::string> k = {
       "allow_duplicate_messages", "check_retain_source", "memory_limit", "max_inflight_bytes",
-      "log_facility", "websockets_log_level", "websockets_headers_size", "auth_plugin_deny_special_chars",
+      "log_facility", "auth_plugin_deny_special_chars",
       "sys_interval_ignored", "retry_interval", "store_clean_interval"};
   return k;
 }
@@ -119,8 +118,15 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     cur_listener().bind_address = a[1];
   } else if (k == "protocol") {
     if (a.size() != 2 || (a[1] != "mqtt" && a[1] != "websockets")) c.fail("expects mqtt or websockets");
-    if (a[1] == "websockets") c.fail("websockets listeners are not supported yet");
     cur_listener().protocol = a[1];
+  } else if (k == "http_dir") {
+    if (a.size() != 2) c.fail("expects a directory");
+    cur_listener().http_dir = a[1];
+  } else if (k == "websockets_headers_size") {
+    cfg.websockets_headers_size = static_cast<std::size_t>(parse_uint(c, a, 1u << 20));
+  } else if (k == "websockets_log_level") {
+    // A libwebsockets bit mask in Mosquitto; Tern logs WebSocket events under log_type websockets.
+    parse_uint(c, a, UINT32_MAX);
   } else if (k == "socket_domain") {
     if (a.size() != 2 || (a[1] != "ipv4" && a[1] != "ipv6")) c.fail("expects ipv4 or ipv6");
     cur_listener().socket_domain = a[1];

@@ -16,7 +16,8 @@ struct ConfigError : std::runtime_error {
 struct Listener {
   std::uint16_t port = 1883;
   std::string bind_address;  // empty = all addresses
-  std::string protocol = "mqtt";
+  std::string protocol = "mqtt";  // or "websockets"
+  std::string http_dir;  // websockets listeners: plain HTTP GETs are served from here; empty = none
   std::string socket_domain;  // "", "ipv4", "ipv6"
   std::size_t max_connections = 0;  // 0 = limit from the open-file limit
 };
@@ -60,6 +61,8 @@ struct Config {
   std::string response_topic_prefix = "response/";
   bool validate_utf8_payload = true;
   bool set_tcp_nodelay = true;
+  // Largest HTTP request head of a WebSocket handshake; 0 = the default (4096 bytes; Mosquitto 1024).
+  std::size_t websockets_headers_size = 0;
   bool connection_messages = true;
   unsigned log_types = kLogError | kLogWarning | kLogNotice | kLogInformation;
   bool log_types_set = false;

@@ -14,6 +14,7 @@ enum Level : unsigned {
   kDebug = 16,
   kSubscribe = 32,
   kUnsubscribe = 64,
+  kWebsockets = 128,
 };
 
 using Sink = void (*)(unsigned level, const std::string& line);

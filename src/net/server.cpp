@@ -15,7 +15,9 @@
 
 #include "broker/shard.hpp"
 #include "broker/snapshot.hpp"
+#include "codec/websocket.hpp"
 #include "core/log.hpp"
+#include "net/ws_handshake.hpp"
 
 namespace tern::net {
 
@@ -29,6 +31,19 @@ namespace {
 constexpr std::size_t kReadBuffer = 64 * 1024;
 
 struct Worker;
+
+// A WebSocket connection's framing state (plain MQTT connections have none).
+struct WsState {
+  codec::WsFramer framer;
+  std::uint8_t header[10]{};  // of the data frame being written
+  std::string control;        // pongs and the close frame being written
+  bool close_written = false;
+};
+
+// WebSocket close code for the end of an MQTT connection.
+std::uint16_t ws_close_code(protocol::CloseCause cause) {
+  return cause == protocol::CloseCause::kProtocolError ? codec::WsFramer::kProtocolError : codec::WsFramer::kNormal;
+}
 
 // One client socket and its protocol state; owned by one worker.
 struct Conn : std::enable_shared_from_this<Conn> {
@@ -44,6 +59,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   bool in_paused_list = false;
   bool finished = false;
   protocol::ConnCounters counted;  // the part of proto.counters() already added to the worker's Stats
+  std::unique_ptr<WsState> ws;     // set on WebSocket listeners' connections
 };
 
 struct Worker final : broker::WorkerIo {
@@ -133,7 +149,7 @@ struct Worker final : broker::WorkerIo {
     }
   }
 
-  void adopt(int fd, bool v6, std::string peer, std::string initial) {
+  void adopt(int fd, bool v6, std::string peer, std::string initial, std::unique_ptr<WsState> ws) {
     tcp::socket s(io);
     boost::system::error_code ec;
     s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
@@ -144,6 +160,7 @@ struct Worker final : broker::WorkerIo {
     s.non_blocking(true, ec);
     if (broker.config().set_tcp_nodelay) s.set_option(tcp::no_delay(true), ec);
     auto c = std::make_shared<Conn>(*this, std::move(s), ServerConnection::State::kAwaitConnect, std::move(peer));
+    c->ws = std::move(ws);
     conns.emplace(c.get(), c);
     if (!initial.empty()) {
       c->proto.on_bytes(reinterpret_cast<const std::uint8_t*>(initial.data()), initial.size(), Clock::now());
@@ -233,7 +250,11 @@ struct Worker final : broker::WorkerIo {
         break;
       }
       broker::Stats::add(stats.bytes_received, n);
-      c->proto.on_bytes(rbuf.data(), n, now);
+      if (c->ws) {
+        on_ws_bytes(*c, n, now);
+      } else {
+        c->proto.on_bytes(rbuf.data(), n, now);
+      }
       if (n < rbuf.size()) break;
     }
     output_ready(c->proto);
@@ -241,15 +262,39 @@ struct Worker final : broker::WorkerIo {
     continue_reading(c);
   }
 
+  // WebSocket frames read into rbuf: their MQTT bytes go to the protocol; a close or a framing error
+  // ends the connection [MQTT-6.0.0-1].
+  void on_ws_bytes(Conn& c, std::size_t n, Clock::time_point now) {
+    wsbuf.clear();
+    const bool open = c.ws->framer.feed(rbuf.data(), n, wsbuf);
+    if (!wsbuf.empty()) c.proto.on_bytes(reinterpret_cast<const std::uint8_t*>(wsbuf.data()), wsbuf.size(), now);
+    if (open) return;
+    if (c.ws->framer.error().empty()) {
+      c.proto.on_transport_closed();
+    } else {
+      c.proto.on_transport_error(c.ws->framer.error());
+    }
+  }
+
   void flush(Conn& c) {
     if (c.finished || c.write_active) return;
     auto& out = c.proto.out();
-    if (out.empty()) {
+    WsState* ws = c.ws.get();
+    if (ws) {
+      if (ws->close_written) out.clear();  // nothing may follow a close frame
+      if (c.proto.closed()) ws->framer.close(ws_close_code(c.proto.close_cause()));
+    }
+    if (out.empty() && !(ws && ws->framer.has_control())) {
       if (c.proto.closed()) finish(c);
       return;
     }
     std::swap(c.writing, out);
     c.iov.clear();
+    if (ws && !c.writing.empty()) {
+      // All that is queued goes out as one binary frame [MQTT-6.0.0-1]; the receiver does not rely
+      // on packets and frames lining up [MQTT-6.0.0-2].
+      c.iov.emplace_back(ws->header, codec::WsFramer::binary_header(c.writing.size(), ws->header));
+    }
     std::size_t pos = 0;
     for (auto& sp : c.writing.splices) {
       if (sp.offset > pos) c.iov.emplace_back(c.writing.bytes.data() + pos, sp.offset - pos);
@@ -257,7 +302,13 @@ struct Worker final : broker::WorkerIo {
       pos = sp.offset;
     }
     if (c.writing.bytes.size() > pos) c.iov.emplace_back(c.writing.bytes.data() + pos, c.writing.bytes.size() - pos);
-    std::size_t total = c.writing.size();
+    if (ws) {
+      ws->control.clear();
+      ws->framer.take_control(ws->control);
+      if (ws->framer.closed()) ws->close_written = true;
+      if (!ws->control.empty()) c.iov.emplace_back(ws->control.data(), ws->control.size());
+    }
+    const std::size_t total = asio::buffer_size(c.iov);
     boost::system::error_code ec;
     std::size_t n = 0;
     // Try to write at once: the socket buffer usually has room, and that saves a trip through the
@@ -351,6 +402,7 @@ struct Worker final : broker::WorkerIo {
   std::vector<std::shared_ptr<Conn>> resumable;  // back-pressure over; run from after_event
   std::thread thread;
   std::vector<std::uint8_t> rbuf;
+  std::string wsbuf;  // MQTT bytes unwrapped from WebSocket frames
   std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;
   std::vector<Conn*> dirty;
   std::atomic<long> live{0};
@@ -372,6 +424,10 @@ struct Pending : std::enable_shared_from_this<Pending> {
   std::string peer;
   bool v6 = false;
   bool done = false;
+  // WebSocket listeners: the HTTP handshake, then the framing state that moves to the worker.
+  std::unique_ptr<WsHandshake> handshake;
+  std::unique_ptr<WsState> ws;
+  std::string reply;  // an HTTP reply being written before the socket closes
 };
 
 std::string peer_string(const tcp::endpoint& ep) {
@@ -475,18 +531,22 @@ struct Server::Impl {
       a->listen(asio::socket_base::max_listen_connections, ec);
       if (ec) throw std::runtime_error(fmt::format("cannot listen on port {}: {}", ep.port(), ec.message()));
       port = a->local_endpoint().port();
+      // Mosquitto names a websockets listener by its protocol, an MQTT one by its address family.
       log::write(log::kNotice, fmt::format("Opening {} listen socket on port {}.",
-                                           ep.address().is_v6() ? "ipv6" : "ipv4", port));
-      accept_loop(*a, port);
+                                           l.protocol == "websockets" ? "websockets"
+                                           : ep.address().is_v6()     ? "ipv6"
+                                                                      : "ipv4",
+                                           port));
+      accept_loop(*a, port, &l);
       acceptors.push_back(std::move(a));
     }
   }
 
-  void accept_loop(tcp::acceptor& a, std::uint16_t port) {
-    a.async_accept([this, &a, port](boost::system::error_code ec, tcp::socket s) {
+  void accept_loop(tcp::acceptor& a, std::uint16_t port, const config::Listener* l) {
+    a.async_accept([this, &a, port, l](boost::system::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) on_accept(std::move(s), port);
-      accept_loop(a, port);
+      if (!ec) on_accept(std::move(s), port, *l);
+      accept_loop(a, port, l);
     });
   }
 
@@ -496,7 +556,7 @@ struct Server::Impl {
     return n;
   }
 
-  void on_accept(tcp::socket s, std::uint16_t port) {
+  void on_accept(tcp::socket s, std::uint16_t port, const config::Listener& l) {
     boost::system::error_code ec;
     // $SYS load/sockets: every accepted socket, as Mosquitto counts them. The acceptor thread is this
     // field's one writer (in worker 0's Stats).
@@ -510,6 +570,10 @@ struct Server::Impl {
     auto p = std::make_shared<Pending>(io, std::move(s));
     p->peer = peer_string(ep);
     p->v6 = ep.address().is_v6();
+    if (l.protocol == "websockets") {
+      p->handshake = std::make_unique<WsHandshake>(
+          cfg.websockets_headers_size != 0 ? cfg.websockets_headers_size : 4096, l.http_dir);
+    }
     if (cfg.connection_messages) {
       log::write(log::kNotice, fmt::format("New connection from {} on port {}.", p->peer, port));
     }
@@ -534,12 +598,18 @@ struct Server::Impl {
         log::write(log::kNotice, fmt::format("Client <unknown> closed its connection."));
         return;
       }
-      p->buf.append(chunk->data(), n);
+      if (p->handshake) {
+        if (!on_ws_bytes(p, chunk->data(), n)) return;
+      } else {
+        p->buf.append(chunk->data(), n);
+      }
       codec::FrameHeader h;
       codec::DecodeError err;
       auto st = codec::parse_frame(reinterpret_cast<const std::uint8_t*>(p->buf.data()), p->buf.size(),
                                    broker.limits().max_packet_size, h, err);
-      if (st == codec::FrameStatus::kIncomplete) {
+      // Not a CONNECT (the first byte tells): the worker's protocol state closes it at once.
+      const bool connect_byte = !p->buf.empty() && (static_cast<std::uint8_t>(p->buf[0]) >> 4) == 1;
+      if (st == codec::FrameStatus::kIncomplete && connect_byte) {
         read_connect(p);
         return;
       }
@@ -552,6 +622,70 @@ struct Server::Impl {
         if (!e && c && !c->client_id.empty()) w = broker.owner_of(c->client_id);
       }
       hand_over(p, w);
+    });
+  }
+
+  // A WebSocket connection before its CONNECT: the HTTP handshake, then frames whose MQTT bytes
+  // collect in p->buf. False when the connection ended or more must be read first.
+  bool on_ws_bytes(const std::shared_ptr<Pending>& p, const char* data, std::size_t n) {
+    std::string_view frames(data, n);
+    if (!p->ws) {
+      switch (p->handshake->feed(data, n)) {
+        case WsHandshake::Status::kIncomplete: read_connect(p); return false;
+        case WsHandshake::Status::kReject:
+          log::write(log::kNotice, fmt::format("WebSocket handshake from {} refused: {}.", p->peer, p->handshake->error()));
+          reply_and_close(p, p->handshake->response());
+          return false;
+        case WsHandshake::Status::kHttpReply: reply_and_close(p, p->handshake->response()); return false;
+        case WsHandshake::Status::kUpgrade: break;
+      }
+      // The 101 reply is a few hundred bytes on a fresh socket: it fits the send buffer at once.
+      boost::system::error_code ec;
+      asio::write(p->sock, asio::buffer(p->handshake->response()), ec);
+      if (ec) {
+        close_pending(p);
+        return false;
+      }
+      if (log::enabled(log::kWebsockets)) {
+        log::write(log::kWebsockets, fmt::format("WebSocket connection from {} (subprotocol {}).", p->peer,
+                                                 p->handshake->subprotocol().empty() ? "none" : p->handshake->subprotocol()));
+      }
+      p->ws = std::make_unique<WsState>();
+      frames = p->handshake->rest();
+    }
+    std::string mqtt;
+    const bool open = p->ws->framer.feed(reinterpret_cast<const std::uint8_t*>(frames.data()), frames.size(), mqtt);
+    p->buf += mqtt;
+    if (!open) {
+      if (!p->ws->framer.error().empty()) {
+        log::write(log::kNotice, fmt::format("Client {} sent a bad WebSocket frame: {}.", p->peer, p->ws->framer.error()));
+      }
+      std::string close;
+      p->ws->framer.take_control(close);
+      reply_and_close(p, close);
+      return false;
+    }
+    if (p->buf.empty()) {
+      read_connect(p);
+      return false;
+    }
+    return true;
+  }
+
+  void close_pending(const std::shared_ptr<Pending>& p) {
+    p->done = true;
+    p->timer.cancel();
+    boost::system::error_code ignored;
+    p->sock.close(ignored);
+  }
+
+  // Writes an HTTP reply or a WebSocket close frame, then closes (the connect timer still bounds it).
+  void reply_and_close(const std::shared_ptr<Pending>& p, const std::string& bytes) {
+    p->reply = bytes;
+    asio::async_write(p->sock, asio::buffer(p->reply), [this, p](boost::system::error_code, std::size_t) {
+      boost::system::error_code ignored;
+      p->sock.shutdown(tcp::socket::shutdown_send, ignored);
+      close_pending(p);
     });
   }
 
@@ -571,8 +705,9 @@ struct Server::Impl {
     if (ec) return;
     Worker* worker = workers[w].get();
     worker->live.fetch_add(1, std::memory_order_relaxed);
-    asio::post(worker->io, [worker, fd, v6 = p->v6, peer = std::move(p->peer), buf = std::move(p->buf)]() mutable {
-      worker->adopt(fd, v6, std::move(peer), std::move(buf));
+    asio::post(worker->io, [worker, fd, v6 = p->v6, peer = std::move(p->peer), buf = std::move(p->buf),
+                            ws = std::move(p->ws)]() mutable {
+      worker->adopt(fd, v6, std::move(peer), std::move(buf), std::move(ws));
     });
   }
 };

@@ -104,6 +104,14 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
   std::size_t off = 0;
   while (off < n && !paused_ &&
          (state_ == State::kAwaitConnect || state_ == State::kAuthenticating || state_ == State::kConnected)) {
+    // [MQTT-3.1.0-1] the first packet from the client must be CONNECT: its first byte is enough to
+    // tell (no waiting for the rest of a packet that is not one, e.g. HTTP on the MQTT port).
+    if (state_ == State::kAwaitConnect && static_cast<PacketType>(data[off] >> 4) != PacketType::kConnect) {
+      log(1, fmt::format("Client {} sent {} before CONNECT, closing.", peer_,
+                         codec::packet_name(static_cast<PacketType>(data[off] >> 4))));
+      close(CloseCause::kProtocolError);
+      return n;
+    }
     codec::FrameHeader h;
     codec::DecodeError err;
     auto st = codec::parse_frame(data + off, n - off, limits_.max_packet_size, h, err);
@@ -111,12 +119,6 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
     ++counters_.packets_in;  // $SYS messages/received
     if (st == codec::FrameStatus::kError) {
       decode_failed(err, data[off]);
-      return n;
-    }
-    if (state_ == State::kAwaitConnect && h.type() != PacketType::kConnect) {
-      // [MQTT-3.1.0-1] the first packet from the client must be CONNECT.
-      log(1, fmt::format("Client {} sent {} before CONNECT, closing.", peer_, codec::packet_name(h.type())));
-      close(CloseCause::kProtocolError);
       return n;
     }
     codec::Packet p;
@@ -214,6 +216,12 @@ void ServerConnection::close(CloseCause cause) {
 }
 
 void ServerConnection::on_transport_closed() { close(CloseCause::kSocketError); }
+
+void ServerConnection::on_transport_error(const std::string& what) {
+  if (state_ == State::kClosed) return;
+  log(1, fmt::format("Client {} sent a bad WebSocket frame: {}.", client_id_.empty() ? peer_ : client_id_, what));
+  close(CloseCause::kProtocolError);
+}
 
 void ServerConnection::on_tick(TimePoint now) {
   if (state_ == State::kAwaitConnect || state_ == State::kAuthenticating) {

@@ -166,6 +166,9 @@ class ServerConnection {
   void resume(TimePoint now);
   // The transport closed or failed.
   void on_transport_closed();
+  // The transport's own framing was broken (e.g. a WebSocket text frame): logged, then closed as a
+  // protocol error (the will is published).
+  void on_transport_error(const std::string& what);
   // Connect timeout and keepalive [MQTT-3.1.2-24]; call about once a second.
   void on_tick(TimePoint now);
 

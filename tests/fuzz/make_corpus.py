@@ -159,6 +159,32 @@ persistence false
 }
 
 
+def ws_frame(opcode, payload, fin=True, mask=b"\x11\x22\x33\x44"):
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    else:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+UPGRADE = (b"GET /mqtt HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+           b"Sec-WebSocket-Protocol: mqtt\r\n\r\n")
+# First byte: odd = handshake, even = frames (bits 1-7 pick the chunk size).
+websocket = {
+    "upgrade": b"\x01" + UPGRADE,
+    "plain_get": b"\x01GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+    "connect_frame": b"\x00" + ws_frame(2, connect(4, "ws")),
+    "fragments": b"\x06" + ws_frame(2, connect(5, "ws")[:5], fin=False) + ws_frame(9, b"ping")
+    + ws_frame(0, connect(5, "ws")[5:]),
+    "long": b"\x10" + ws_frame(2, publish("t", b"x" * 300)),
+    "text": b"\x00" + ws_frame(1, b"hello"),
+    "close": b"\x02" + ws_frame(8, b"\x03\xe8bye"),
+}
+
+
 def write(name, files):
     d = ROOT / name
     if d.exists():
@@ -172,3 +198,4 @@ write("fuzz_decode", decode)
 write("fuzz_server_connection", server)
 write("fuzz_topic", topic)
 write("fuzz_config", config)
+write("fuzz_websocket", websocket)

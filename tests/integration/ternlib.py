@@ -247,6 +247,92 @@ class Client:
         self.sock.close()
 
 
+class WsClient(Client):
+    """A raw MQTT client over WebSockets: the handshake, then every send() is one masked binary frame
+    (or frames given with send_frame) and received binary frames are unwrapped into the byte stream
+    recv() reads. Control frames received are kept in self.control as (opcode, payload)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=5.0, protocols="mqtt", path="/mqtt"):
+        super().__init__(port, host, timeout)
+        key = "dGhlIHNhbXBsZSBub25jZQ=="
+        req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+        if protocols:
+            req += f"Sec-WebSocket-Protocol: {protocols}\r\n"
+        self.sock.sendall((req + "\r\n").encode())
+        head = b""
+        deadline = time.time() + timeout
+        while b"\r\n\r\n" not in head and time.time() < deadline:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+        self.response, _, self.raw = head.partition(b"\r\n\r\n")
+        self.response = self.response.decode(errors="replace")
+        self.control = []
+
+    @staticmethod
+    def frame(opcode, payload, fin=True, mask=b"\x11\x22\x33\x44"):
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n <= 0xFFFF:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def send(self, data):
+        self.sock.sendall(self.frame(2, data))
+
+    def send_frame(self, opcode, payload, fin=True):
+        self.sock.sendall(self.frame(opcode, payload, fin))
+
+    def _unframe(self):
+        while len(self.raw) >= 2:
+            b0, b1 = self.raw[0], self.raw[1]
+            assert not b1 & 0x80, "server frames must not be masked"
+            n, i = b1 & 0x7F, 2
+            if n == 126:
+                if len(self.raw) < 4:
+                    return
+                n, i = struct.unpack(">H", self.raw[2:4])[0], 4
+            elif n == 127:
+                if len(self.raw) < 10:
+                    return
+                n, i = struct.unpack(">Q", self.raw[2:10])[0], 10
+            if len(self.raw) < i + n:
+                return
+            opcode, payload, self.raw = b0 & 0x0F, self.raw[i:i + n], self.raw[i + n:]
+            if opcode >= 8:
+                self.control.append((opcode, payload))
+            else:
+                assert opcode in (0, 2), f"MQTT must come in binary frames, got opcode {opcode}"
+                self.buf += payload
+
+    def _fill(self, deadline):
+        before = len(self.buf)
+        self._unframe()
+        if len(self.buf) != before:
+            return True
+        remaining = deadline - time.time()
+        if remaining <= 0:
+            return False
+        r, _, _ = select.select([self.sock], [], [], remaining)
+        if not r:
+            return False
+        try:
+            chunk = self.sock.recv(65536)
+        except (ConnectionResetError, OSError):
+            chunk = b""
+        if not chunk:
+            raise EOFError("connection closed")
+        self.raw += chunk
+        self._unframe()
+        return True
+
+
 def connack(session_present=False, code=0):
     return bytes([0x20, 0x02, 1 if session_present else 0, code])
 

@@ -218,6 +218,21 @@ TEST(ServerConnection, MQTT_3_1_0_1_FirstPacketMustBeConnect) {
   EXPECT_EQ(t.h.closes, 1);
 }
 
+// The first byte is enough: a client speaking something else (HTTP on the MQTT port) is not kept
+// waiting for the rest of a "packet" until the connect timeout.
+TEST(ServerConnection, MQTT_3_1_0_1_FirstByteThatIsNotConnectClosesAtOnce) {
+  Harness t;
+  t.start();
+  t.feed("G");
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  EXPECT_TRUE(t.c->out().empty());
+  Harness u;
+  u.start();
+  u.feed(std::string("\x10", 1));  // a CONNECT's first byte: wait for the rest
+  EXPECT_FALSE(u.c->closed());
+}
+
 TEST(ServerConnection, MQTT_3_1_0_1_FirstPacketPublishIsNotForwarded) {
   Harness t;
   t.start();
