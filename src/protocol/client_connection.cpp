@@ -77,7 +77,7 @@ void ClientConnection::start(TimePoint now) {
 void ClientConnection::send(const codec::Packet& p, std::size_t payload_size) {
   codec::encode_packet(p, version_, out_);
   last_tx_ = now_;
-  handler_.on_packet(true, p, payload_size);
+  handler_.on_packet(true, p, payload_size, 0);
 }
 
 void ClientConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoint now) {
@@ -123,7 +123,7 @@ void ClientConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
 }
 
 void ClientConnection::handle(codec::Packet& pkt, std::size_t payload_size, TimePoint) {
-  handler_.on_packet(false, pkt, payload_size);
+  handler_.on_packet(false, pkt, payload_size, 0);
   if (state_ == State::kConnecting) {
     // [MQTT-3.2.0-1] the first packet from the server is CONNACK (or AUTH, which Tern's client does
     // not start).
@@ -186,7 +186,7 @@ void ClientConnection::handle_connack(codec::Connack& c) {
   for (auto& [id, o] : inflight_) order.emplace_back(o.seq, id);
   std::sort(order.begin(), order.end());
   if (!c.session_present) {
-    for (auto id : incoming_qos2_) store_->erase_incoming(id);
+    for (auto& [id, m] : incoming_qos2_) store_->erase_incoming(id);
     incoming_qos2_.clear();
   }
   for (auto [seq, id] : order) {
@@ -230,24 +230,37 @@ void ClientConnection::handle_publish(codec::Publish& p) {
       if (!closed()) send(codec::Ack{PacketType::kPuback, p.packet_id, 0, {}});
       break;
     default:
-      // Delivered once, on PUBLISH; a resent PUBLISH with the same id before PUBREL is only
-      // acknowledged again [MQTT-4.3.3-1].
-      if (incoming_qos2_.insert(p.packet_id).second) {
-        store_->put_incoming(p.packet_id);
-        handler_.on_message(p);
+      // Held until PUBREL, then delivered once; a resent PUBLISH with the same id before PUBREL is
+      // only acknowledged again [MQTT-4.3.3-1 method B's receiver side].
+      if (!incoming_qos2_.count(p.packet_id)) {
+        store_->put_incoming(p.packet_id, p);
+        incoming_qos2_.emplace(p.packet_id, Incoming{p.topic, std::string(p.payload), p.retain, p.props});
       }
-      if (!closed()) send(codec::Ack{PacketType::kPubrec, p.packet_id, 0, {}});
+      send(codec::Ack{PacketType::kPubrec, p.packet_id, 0, {}});
       break;
   }
 }
 
 void ClientConnection::handle_ack(const codec::Ack& a) {
   if (a.type == PacketType::kPubrel) {
-    const bool known = incoming_qos2_.erase(a.packet_id) > 0;
-    if (known) store_->erase_incoming(a.packet_id);
+    auto in = incoming_qos2_.find(a.packet_id);
+    const bool known = in != incoming_qos2_.end();
     send(codec::Ack{PacketType::kPubcomp, a.packet_id,
                     static_cast<std::uint8_t>(known || version_ != Version::kV5 ? 0 : to_byte(Reason::kPacketIdentifierNotFound)),
                     {}});
+    if (known) {
+      Incoming m = std::move(in->second);
+      incoming_qos2_.erase(in);
+      store_->erase_incoming(a.packet_id);
+      codec::Publish p;
+      p.qos = 2;
+      p.retain = m.retain;
+      p.topic = std::move(m.topic);
+      p.packet_id = a.packet_id;
+      p.props = std::move(m.props);
+      p.payload = m.payload;
+      handler_.on_message(p);
+    }
     return;
   }
   auto it = inflight_.find(a.packet_id);
@@ -341,8 +354,11 @@ std::uint16_t ClientConnection::publish(std::string topic, std::string payload, 
     if (settings_.max_queued_messages != 0 && queue_.size() >= settings_.max_queued_messages) return fail(LocalError::kQueueFull);
     if (settings_.max_queued_bytes != 0 && queued_bytes_ + bytes > settings_.max_queued_bytes) return fail(LocalError::kQueueFull);
   }
+  // Every QoS 1/2 message keeps its packet id from publish to acknowledgement, so at most 65535 can
+  // be pending at once, whatever the queue bounds say.
+  if (qos > 0 && ids_in_use_.size() >= 65535) return fail(LocalError::kQueueFull);
   const std::uint16_t mid = next_mid();
-  if (mid == 0) return fail(LocalError::kQueueFull);  // every packet id is in use
+  if (mid == 0) return fail(LocalError::kQueueFull);
   Outgoing o;
   o.topic = std::move(topic);
   o.payload = std::move(payload);
@@ -381,7 +397,7 @@ bool ClientConnection::send_publish(std::uint16_t mid, const Outgoing& o, bool d
     return false;
   }
   last_tx_ = now_;
-  handler_.on_packet(true, p, p.payload.size());
+  handler_.on_packet(true, p, p.payload.size(), mid);
   return true;
 }
 

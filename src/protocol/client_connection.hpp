@@ -71,7 +71,8 @@ class ClientHandler {
   virtual ~ClientHandler() = default;
   // CONNACK arrived (code 0: connected; otherwise the connection closes after this call).
   virtual void on_connack(const codec::Connack& c) = 0;
-  // An application message, once per message (QoS 2 on PUBLISH, duplicates filtered [MQTT-4.3.3-1]).
+  // An application message, once per message. QoS 2 messages are held until the server's PUBREL and
+  // delivered then, once (as libmosquitto does; duplicates before it are only acknowledged).
   virtual void on_message(const codec::Publish& p) = 0;
   // A publish finished: QoS 0 when written to the output, QoS 1 on PUBACK, QoS 2 on PUBCOMP (or a
   // PUBREC with an error). `reason` is the server's code or a LocalError.
@@ -82,8 +83,9 @@ class ClientHandler {
   virtual void on_disconnect(const codec::Disconnect&) {}
   // The network connection ended (once per start()); the session state stays for the next start().
   virtual void on_closed(ClientCloseCause) {}
-  // Every packet sent and received, for debug output (mosquitto_pub -d).
-  virtual void on_packet(bool /*sent*/, const codec::Packet&, std::size_t /*payload_size*/) {}
+  // Every packet sent and received, for debug output (mosquitto_pub -d). `mid` is the message id of
+  // a PUBLISH sent (also for QoS 0, which has no packet id), else 0.
+  virtual void on_packet(bool /*sent*/, const codec::Packet&, std::size_t /*payload_size*/, std::uint16_t /*mid*/) {}
 };
 
 // The session state a client keeps across connections, behind an interface so it can be made
@@ -95,8 +97,8 @@ class ClientStore {
   // A QoS 1/2 message entered the session (queued or in flight), or changed state.
   virtual void put_outgoing(std::uint16_t mid, const codec::Publish& p, bool released) = 0;
   virtual void erase_outgoing(std::uint16_t mid) = 0;
-  // An inbound QoS 2 packet id awaiting PUBREL.
-  virtual void put_incoming(std::uint16_t packet_id) = 0;
+  // An inbound QoS 2 message awaiting PUBREL.
+  virtual void put_incoming(std::uint16_t packet_id, const codec::Publish& p) = 0;
   virtual void erase_incoming(std::uint16_t packet_id) = 0;
 };
 
@@ -104,7 +106,7 @@ class MemoryClientStore final : public ClientStore {
  public:
   void put_outgoing(std::uint16_t, const codec::Publish&, bool) override {}
   void erase_outgoing(std::uint16_t) override {}
-  void put_incoming(std::uint16_t) override {}
+  void put_incoming(std::uint16_t, const codec::Publish&) override {}
   void erase_incoming(std::uint16_t) override {}
 };
 
@@ -209,7 +211,13 @@ class ClientConnection {
   std::deque<std::pair<std::uint16_t, Outgoing>> queue_;
   std::size_t queued_bytes_ = 0;
   std::set<std::uint16_t> ids_in_use_;
-  std::set<std::uint16_t> incoming_qos2_;  // PUBREC sent, PUBREL awaited
+  struct Incoming {
+    std::string topic;
+    std::string payload;
+    bool retain = false;
+    codec::Properties props;
+  };
+  std::map<std::uint16_t, Incoming> incoming_qos2_;  // PUBREC sent, PUBREL awaited
   std::map<std::uint16_t, bool> pending_acks_;  // SUBSCRIBE (true) / UNSUBSCRIBE (false) awaiting ack
 };
 

@@ -83,6 +83,71 @@ class Broker:
         self.stop()
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+
+
+class MosquittoBroker:
+    """Debian's mosquitto 2.0.11 (the comparison broker) on a free loopback port, anonymous access,
+    plus `config` lines; installed if missing (its service kept from starting); stopped by its PID."""
+
+    def __init__(self, config=""):
+        if not os.path.exists(MOSQUITTO):
+            # The mosquitto package comes with the benchmark dependencies; the script keeps its
+            # service from starting (policy-rc.d), so nothing listens on 1883 afterwards.
+            subprocess.run([os.path.join(ROOT, "scripts/install-deps.sh"), "--bench"], check=True)
+        assert os.path.exists(MOSQUITTO), f"{MOSQUITTO} missing after scripts/install-deps.sh --bench"
+        self.dir = tempfile.mkdtemp(prefix="tern-test-mosquitto-")
+        self.conf = os.path.join(self.dir, "mosquitto.conf")
+        self.log_path = os.path.join(self.dir, "mosquitto.log")
+        for _ in range(5):
+            self.port = free_port()
+            with open(self.conf, "w") as f:
+                f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n" + config)
+            self.logf = open(self.log_path, "w")
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=self.logf, stderr=subprocess.STDOUT)
+            if self._wait_ready():
+                return
+            self.stop()  # the port was taken meanwhile: try another
+        raise RuntimeError("mosquitto did not start")
+
+    def _wait_ready(self):
+        deadline = time.time() + 10
+        while time.time() < deadline and self.proc.poll() is None:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    def log(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 # ---- MQTT encoding helpers -------------------------------------------------------------------
 
 def varint(n):

@@ -28,8 +28,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../conformance"))
 from ternlib import *  # noqa: E402,F403
 from conflib import owner_of  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
-MOSQUITTO = "/usr/sbin/mosquitto"
 
 # Topics Mosquitto publishes that Tern does not, each with its reason. Keep it empty or tiny.
 ALLOWED_MISSING = {}
@@ -89,59 +87,11 @@ def collect_sys(port, seconds, out):
     c.close()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Mosquitto:
-    """Debian's mosquitto on a free loopback port with sys_interval 1; stopped by its PID."""
+class Mosquitto(MosquittoBroker):
+    """Debian's mosquitto with sys_interval 1."""
 
     def __init__(self):
-        if not os.path.exists(MOSQUITTO):
-            # The mosquitto package comes with the benchmark dependencies; the script keeps its
-            # service from starting (policy-rc.d), so nothing listens on 1883 afterwards.
-            subprocess.run([os.path.join(ROOT, "scripts/install-deps.sh"), "--bench"], check=True)
-        assert os.path.exists(MOSQUITTO), f"{MOSQUITTO} missing after scripts/install-deps.sh --bench"
-        self.dir = tempfile.mkdtemp(prefix="tern-test-mosquitto-")
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        for _ in range(5):
-            self.port = free_port()
-            with open(conf, "w") as f:
-                f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\nsys_interval 1\n")
-            self.logf = open(os.path.join(self.dir, "mosquitto.log"), "w")
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=self.logf, stderr=subprocess.STDOUT)
-            if self._wait_ready():
-                return
-            self.stop()  # the port was taken meanwhile: try another
-        raise RuntimeError("mosquitto did not start")
-
-    def _wait_ready(self):
-        deadline = time.time() + 10
-        while time.time() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+        super().__init__("sys_interval 1\n")
 
 
 def activity(port):

@@ -302,7 +302,7 @@ TEST(ClientConnection, ServerLimitsRefuseQosRetainAndSize) {
   EXPECT_EQ(t.conn.inflight(), 0u);
 }
 
-TEST(ClientConnection, MQTT_4_3_3_1_InboundQos2DeliveredOnce) {
+TEST(ClientConnection, MQTT_4_3_3_1_InboundQos2DeliveredOnceOnPubrel) {
   Session t;
   t.connect();
   codec::Publish p;
@@ -311,18 +311,24 @@ TEST(ClientConnection, MQTT_4_3_3_1_InboundQos2DeliveredOnce) {
   p.packet_id = 7;
   p.payload = "m";
   t.serve(p);
+  EXPECT_TRUE(t.rec.messages.empty());  // held until PUBREL
   p.dup = true;
-  t.serve(p);  // resent before PUBREL: acknowledged, not delivered again
-  EXPECT_EQ(t.rec.messages, std::vector<std::string>{"in=m q2"});
+  t.serve(p);  // resent before PUBREL: acknowledged, not stored twice
   auto out = t.out();
   ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(as<codec::Ack>(out[0]).type, PacketType::kPubrec);
   EXPECT_EQ(as<codec::Ack>(out[1]).type, PacketType::kPubrec);
   t.serve(codec::Ack{PacketType::kPubrel, 7, 0, {}});
+  EXPECT_EQ(t.rec.messages, std::vector<std::string>{"in=m q2"});
   out = t.out();
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(as<codec::Ack>(out[0]).type, PacketType::kPubcomp);
+  t.serve(codec::Ack{PacketType::kPubrel, 7, 0, {}});  // a resent PUBREL: PUBCOMP again, no message
+  EXPECT_EQ(t.rec.messages.size(), 1u);
+  EXPECT_EQ(t.out().size(), 1u);
   p.dup = false;
   t.serve(p);  // a new message with the id reused
+  t.serve(codec::Ack{PacketType::kPubrel, 7, 0, {}});
   EXPECT_EQ(t.rec.messages.size(), 2u);
 }
 
