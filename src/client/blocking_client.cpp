@@ -52,17 +52,18 @@ struct BlockingClient::Impl {
       it->second.set_value({});
       subscribe_waiters.erase(it);
     };
-    thread = std::thread([this] { io.run(); });
+    thread = std::thread([this] {
+      io.run();
+      finished.set_value();
+    });
   }
 
   ~Impl() {
     run([this] { client.disconnect(); });
     work.reset();
-    // Give the DISCONNECT a moment to be written, then stop.
-    auto stop = std::async(std::launch::async, [this] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      io.stop();
-    });
+    // The thread ends once the DISCONNECT is written and the socket closed (nothing else keeps the
+    // io_context busy); a peer that does not read gets 2 s.
+    if (finished.get_future().wait_for(std::chrono::seconds(2)) != std::future_status::ready) io.stop();
     thread.join();
   }
 
@@ -80,6 +81,7 @@ struct BlockingClient::Impl {
   AsyncClient client;
   std::size_t max_buffered;
   std::thread thread;
+  std::promise<void> finished;
   // Waiters live on the client's thread.
   std::optional<std::promise<ConnectResult>> connect_waiter;
   std::map<std::uint16_t, std::promise<std::uint8_t>> publish_waiters;

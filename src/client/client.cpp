@@ -133,10 +133,16 @@ std::string openssl_error(const error_code& ec) {
   return what;
 }
 
-// TLS-PSK: the identity and key come from the TlsOptions stored in the context's app data.
+// TLS-PSK: the identity and key come from the TlsOptions stored in the context's ex data (its app
+// data belongs to Asio, which keeps its verify callback there).
+int psk_index() {
+  static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
 unsigned psk_client_callback(SSL* ssl, const char* /*hint*/, char* identity, unsigned max_identity_len,
                              unsigned char* psk, unsigned max_psk_len) {
-  const auto* t = static_cast<const TlsOptions*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  const auto* t = static_cast<const TlsOptions*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), psk_index()));
   if (!t || t->psk_identity.size() + 1 > max_identity_len) return 0;
   std::memcpy(identity, t->psk_identity.c_str(), t->psk_identity.size() + 1);
   const std::string& hex = t->psk;
@@ -167,7 +173,7 @@ class TlsTransport final : public Transport {
       SSL_CTX_set_alpn_protos(c, reinterpret_cast<const unsigned char*>(wire.data()), static_cast<unsigned>(wire.size()));
     }
     if (!t.psk.empty()) {
-      SSL_CTX_set_app_data(c, const_cast<TlsOptions*>(&t));
+      SSL_CTX_set_ex_data(c, psk_index(), const_cast<TlsOptions*>(&t));
       SSL_CTX_set_psk_client_callback(c, psk_client_callback);
       ctx_.set_verify_mode(asio::ssl::verify_none);
     } else {
