@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "client/debug_log.hpp"
 #include "codec/codec.hpp"
 #include "protocol/client_connection.hpp"
 
@@ -460,5 +461,53 @@ TEST(ClientConnection, ServerDisconnectAndClientDisconnect) {
   EXPECT_EQ(as<codec::Disconnect>(p[0]).reason, 0x04);
   EXPECT_EQ(u.conn.close_cause(), ClientCloseCause::kClientDisconnect);
 }
+
+// The -d lines, compared with what mosquitto_pub/mosquitto_sub 2.0.11 print (captured from them).
+namespace debug_lines {
+
+using tern::client::packet_log_lines;
+
+std::string one(std::string_view id, bool sent, const codec::Packet& p, std::size_t size = 0, std::uint16_t mid = 0) {
+  auto lines = packet_log_lines(id, sent, p, size, mid);
+  EXPECT_EQ(lines.size(), 1u);
+  return lines.empty() ? "" : lines[0];
+}
+
+TEST(ClientDebugLog, MatchesLibmosquittoWording) {
+  EXPECT_EQ(one("", true, codec::Connect{}), "Client (null) sending CONNECT");
+  EXPECT_EQ(one("", false, codec::Connack{}), "Client (null) received CONNACK (0)");
+  codec::Connack assigned;
+  assigned.props.assigned_client_id = "auto-1";
+  EXPECT_EQ(one("", false, assigned), "Client auto-1 received CONNACK (0)");
+  codec::Publish p;
+  p.qos = 2;
+  p.topic = "a/b";
+  EXPECT_EQ(one("", true, p, 5, 1), "Client (null) sending PUBLISH (d0, q2, r0, m1, 'a/b', ... (5 bytes))");
+  p.qos = 1;
+  p.packet_id = 2;
+  EXPECT_EQ(one("subby", false, p, 3), "Client subby received PUBLISH (d0, q1, r0, m2, 'a/b', ... (3 bytes))");
+  EXPECT_EQ(one("me", false, codec::Ack{PacketType::kPuback, 1, 16, {}}), "Client me received PUBACK (Mid: 1, RC:16)");
+  EXPECT_EQ(one("x", false, codec::Ack{PacketType::kPubrec, 1, 0, {}}), "Client x received PUBREC (Mid: 1)");
+  EXPECT_EQ(one("x", true, codec::Ack{PacketType::kPubrel, 1, 0, {}}), "Client x sending PUBREL (m1)");
+  EXPECT_EQ(one("x", false, codec::Ack{PacketType::kPubcomp, 1, 0, {}}), "Client x received PUBCOMP (Mid: 1, RC:0)");
+  EXPECT_EQ(one("subby", true, codec::Ack{PacketType::kPuback, 1, 0, {}}), "Client subby sending PUBACK (m1, rc0)");
+  EXPECT_EQ(one("subby", true, codec::Ack{PacketType::kPubrec, 2, 0, {}}), "Client subby sending PUBREC (m2, rc0)");
+  EXPECT_EQ(one("subby", false, codec::Ack{PacketType::kPubrel, 2, 0, {}}), "Client subby received PUBREL (Mid: 2)");
+  EXPECT_EQ(one("subby", true, codec::Ack{PacketType::kPubcomp, 2, 0, {}}), "Client subby sending PUBCOMP (m2)");
+  EXPECT_EQ(one("s", false, codec::SubAck{PacketType::kSuback, 1, {1}, {}}), "Client s received SUBACK");
+  EXPECT_EQ(one("s", false, codec::SubAck{PacketType::kUnsuback, 2, {}, {}}), "Client s received UNSUBACK");
+  EXPECT_EQ(one("p", true, codec::Pingreq{}), "Client p sending PINGREQ");
+  EXPECT_EQ(one("p", false, codec::Pingresp{}), "Client p received PINGRESP");
+  EXPECT_EQ(one("p", true, codec::Disconnect{}), "Client p sending DISCONNECT");
+  codec::Subscribe s;
+  s.packet_id = 1;
+  s.topics = {{"a/b", 1}, {"x/#", 1}};
+  EXPECT_EQ(packet_log_lines("c", true, s, 0, 0),
+            (std::vector<std::string>{"Client c sending SUBSCRIBE (Mid: 1, Topic: a/b, QoS: 1, Options: 0x00)",
+                                      "Client c sending SUBSCRIBE (Mid: 1, Topic: x/#, QoS: 1, Options: 0x00)"}));
+  EXPECT_EQ(one("c", true, codec::Unsubscribe{2, {"z"}, {}}), "Client c sending UNSUBSCRIBE (Mid: 2, Topic: z)");
+}
+
+}  // namespace debug_lines
 
 }  // namespace
