@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-15}"
-targets=(fuzz_decode fuzz_topic fuzz_config fuzz_server_connection fuzz_websocket)
+targets=(fuzz_decode fuzz_topic fuzz_config fuzz_server_connection fuzz_websocket fuzz_store_records)
 scripts/install-deps.sh --fuzz
 cmake --preset fuzz >/dev/null
 # Only the fuzz targets: the broker and unit tests are not needed here.

@@ -123,7 +123,7 @@ void put_message(Out& o, const protocol::Message& m, protocol::TimePoint now) {
   o.u8(m.retain ? 1 : 0);
   o.u64(age_ms(m, now));
   std::string props;
-  if (m.has_props()) codec::encode_properties(m.props(), props);
+  if (m.has_props()) codec::encode_property_block(m.props(), props);
   o.str(props);
 }
 

@@ -52,10 +52,13 @@ void encode_publish_header(const Publish& p, Version version, std::size_t payloa
 // Helpers shared by the encoder and tests.
 void put_varint(std::uint32_t v, std::string& out);
 std::size_t varint_size(std::uint32_t v);
+// The properties alone, without the block's length.
 void encode_properties(const Properties& props, std::string& out);
 std::size_t properties_size(const Properties& props);
-// Decodes a property block as encode_properties writes it (length, then properties), with the
-// rules of a PUBLISH packet's properties. For stored records; the packet decoder uses the same code.
+// A property block: its length (Variable Byte Integer), then the properties. For stored records.
+void encode_property_block(const Properties& props, std::string& out);
+// Decodes a property block as encode_property_block writes it, with the rules of a PUBLISH
+// packet's properties. For stored records; the packet decoder uses the same code.
 DecodeError decode_publish_properties(const std::uint8_t* data, std::size_t size, Properties& out);
 
 }  // namespace tern::codec

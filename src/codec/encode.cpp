@@ -28,9 +28,7 @@ std::size_t props_block(const Properties& p, bool v5) {
 }
 
 void put_props_block(const Properties& p, bool v5, std::string& out) {
-  if (!v5) return;
-  put_varint(static_cast<std::uint32_t>(properties_size(p)), out);
-  encode_properties(p, out);
+  if (v5) encode_property_block(p, out);
 }
 
 void put_fixed(std::string& out, std::uint8_t first, std::size_t remaining) {
@@ -275,6 +273,11 @@ void encode_publish_header(const Publish& p, Version v, std::size_t payload_size
   put_str(out, p.topic);
   if (p.qos > 0) put_u16(out, p.packet_id);
   put_props_block(p.props, v5, out);
+}
+
+void encode_property_block(const Properties& p, std::string& out) {
+  put_varint(static_cast<std::uint32_t>(properties_size(p)), out);
+  encode_properties(p, out);
 }
 
 void encode_packet(const Packet& packet, Version version, std::string& out) {

@@ -185,6 +185,48 @@ websocket = {
 }
 
 
+# fuzz_store_records: byte 0 picks the decoder (0 message, 1 session, 2 queue entry, 3 inbound id,
+# 4 retained, 5 format version), byte 1 is the key's length, then the key, then the value (the
+# encodings of src/store/records.cpp, version 1).
+def s32(b):
+    b = b.encode() if isinstance(b, str) else b
+    return struct.pack(">I", len(b)) + b
+
+
+def store_input(kind, key, value):
+    return bytes([kind, len(key)]) + key + value
+
+
+def store_message(topic, payload, qos=1, retain=False, expiry=None, origin="pub", prop=b"\x00"):
+    flags = qos | (4 if retain else 0) | (8 if expiry is not None else 0)
+    return (bytes([1, flags]) + (struct.pack(">Q", expiry) if expiry is not None else b"") + s(topic) + s(origin)
+            + prop + s32(payload))
+
+
+STORE_PROPS = props(b"\x01\x01", b"\x02" + struct.pack(">I", 60), b"\x03" + s("text/plain"),
+                    b"\x08" + s("reply/to"), b"\x09" + s(b"\x00\x01"), b"\x26" + s("k") + s("v"))
+STORE_SESSION = (bytes([1, 5]) + struct.pack(">I", 3600) + bytes([3]) + struct.pack(">Q", 1700000000000)
+                 + struct.pack(">I", 3) + s("a/+/c") + bytes([0x05]) + struct.pack(">I", 0)
+                 + s("$share/g/x/#") + bytes([0x2A]) + struct.pack(">I", 268435455)
+                 + s("#") + bytes([0x10]) + struct.pack(">I", 7)
+                 + bytes([0x05]) + s("will/t") + s32(b"gone") + STORE_PROPS + struct.pack(">I", 30))
+store = {
+    "message": store_input(0, b"M" + struct.pack(">Q", 1), store_message("a/b", b"hello")),
+    "message_props": store_input(0, b"M" + struct.pack(">Q", 2**63),
+                                 store_message("caf\u00e9/x", b"\x00\xff", 2, True, 1700000000123, prop=STORE_PROPS)),
+    "session": store_input(1, b"S" + b"client-1", STORE_SESSION),
+    "session_minimal": store_input(1, b"Sm", bytes([1, 4]) + struct.pack(">I", 0) + b"\x00" + struct.pack(">I", 0)),
+    "queue_queued": store_input(2, b"Q" + s("c1") + struct.pack(">Q", 1),
+                                bytes([1]) + struct.pack(">Q", 1) + b"\x01" + struct.pack(">HI", 0, 0)),
+    "queue_released": store_input(2, b"Q" + s("c1") + struct.pack(">Q", 256),
+                                  bytes([1]) + struct.pack(">Q", 9) + bytes([0x2E]) + struct.pack(">HI", 7, 2)
+                                  + struct.pack(">II", 1, 268435455)),
+    "inbound": store_input(3, b"I" + s("c1") + struct.pack(">H", 7), bytes([1]) + struct.pack(">Q", 0)),
+    "retained": store_input(4, b"Rr/x", store_message("r/x", b"kept", retain=True)),
+    "format": store_input(5, b"\x00format", b"tern-store" + struct.pack(">I", 1)),
+}
+
+
 def write(name, files):
     d = ROOT / name
     if d.exists():
@@ -199,3 +241,4 @@ write("fuzz_server_connection", server)
 write("fuzz_topic", topic)
 write("fuzz_config", config)
 write("fuzz_websocket", websocket)
+write("fuzz_store_records", store)

@@ -92,6 +92,48 @@ def test_restart_keeps_sessions_queues_and_retained():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_v5_properties_survive_restart():
+    """A queued message and a retained message with MQTT 5 properties come back with them."""
+    d = tmpdir("tern-persist-props-")
+    # In property id order, the order Tern forwards them in (only User Properties have an order
+    # that must be kept [MQTT-3.3.2-18]).
+    props = conflib.p_str(0x03, "text/plain") + conflib.p_user("k", "v") + conflib.p_user("k", "w")
+    try:
+        with Broker(persistent_conf(d)) as b:
+            sub = Client(b.port)
+            sub.send(conflib.connect5("props-keeper", clean=False, props=conflib.p_u32(0x11, 3600)))
+            assert sub.recv()[0] == 0x20
+            sub.send(conflib.subscribe5(1, [("p/#", 1)]))
+            assert sub.recv()[0] == 0x90
+            sub.send(bytes([0xE0, 0]))
+            sub.close()
+            b.wait_log(r"Client props-keeper disconnected")
+            pub = Client(b.port)
+            pub.send(conflib.connect5("props-pusher"))
+            assert pub.recv()[0] == 0x20
+            pub.send(conflib.publish5("p/q", b"queued", qos=1, pid=1, props=props))
+            assert pub.recv()[0] == 0x40
+            pub.send(conflib.publish5("r/p", b"retained", qos=0, retain=True, props=props))
+            pub.close()
+            time.sleep(0.2)
+        with Broker(persistent_conf(d)) as b:
+            b.wait_log(r"Restored 1 sessions and 1 retained messages")
+            sub = Client(b.port)
+            sub.send(conflib.connect5("props-keeper", clean=False, props=conflib.p_u32(0x11, 3600)))
+            assert sub.recv()[0] == 0x20
+            got = sub.recv()
+            pid = conflib.parse_publish(got, version=5)["pid"]
+            assert got == conflib.publish5("p/q", b"queued", qos=1, pid=pid, props=props), got.hex()
+            late = Client(b.port)
+            late.send(conflib.connect5("props-late"))
+            assert late.recv()[0] == 0x20
+            late.send(conflib.subscribe5(1, [("r/#", 0)]))
+            assert late.recv()[0] == 0x90
+            assert late.recv() == conflib.publish5("r/p", b"retained", retain=True, props=props)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_inflight_resent_with_dup_after_restart():
     d = tmpdir("tern-persist-")
     try:
@@ -292,6 +334,7 @@ def test_debian_mosquitto_conf_starts_tern():
 if __name__ == "__main__":
     run_tests([
         test_restart_keeps_sessions_queues_and_retained,
+        test_v5_properties_survive_restart,
         test_inflight_resent_with_dup_after_restart,
         test_inbound_qos2_id_survives_restart,
         test_autosave_interval_saves_while_running,
