@@ -153,7 +153,8 @@ class TERN_API AsyncClient {
   // Callbacks; set them before connect().
   std::function<void(const ConnectResult&)> on_connect;  // every connection attempt's outcome
   std::function<void(const MessageView&)> on_message;
-  // A publish completed: QoS 0 once handed to the network, QoS 1 on PUBACK, QoS 2 on PUBCOMP; `reason` is the
+  // A publish completed: QoS 0 once written to the network (0x80 if the connection was lost first),
+  // QoS 1 on PUBACK, QoS 2 on PUBCOMP; `reason` is the
   // server's code (>= 0x80: refused) or a PublishError.
   std::function<void(std::uint16_t mid, std::uint8_t reason)> on_publish;
   std::function<void(std::uint16_t mid, const std::vector<std::uint8_t>& codes)> on_subscribe;
@@ -177,7 +178,7 @@ class TERN_API AsyncClient {
   void disconnect(std::uint8_t reason = 0, Properties props = {});
 
   bool connected() const;
-  // Messages queued or in flight.
+  // Messages queued or in flight, including QoS 0 messages not yet written to the network.
   std::size_t pending() const;
   // Payload and topic bytes of messages waiting for the window or a connection.
   std::size_t pending_bytes() const;

@@ -3,6 +3,9 @@
 #include <cstring>
 #include <string>
 
+#include "apps/client_tools.hpp"
+#include "tools/options.hpp"
+
 namespace tern::apps {
 int broker_main(int argc, char** argv);
 void broker_usage(std::FILE* out);
@@ -16,6 +19,9 @@ void usage(std::FILE* out) {
                "Usage: tern <command> [options]\n\n"
                "Commands:\n"
                "  broker     run the MQTT broker (mosquitto's options: -c FILE, -p PORT, -v, -d)\n"
+               "  pub        publish a message (mosquitto_pub's options)\n"
+               "  sub        subscribe and print messages (mosquitto_sub's options)\n"
+               "  rr         send an MQTT 5 request and print the response (mosquitto_rr's options)\n"
                "  help [CMD] show this help, or the complete usage of CMD\n"
                "  version    print the version (also --version)\n",
                TERN_VERSION);
@@ -36,12 +42,21 @@ int main(int argc, char** argv) {
   if (cmd == "help" || cmd == "--help" || cmd == "-h") {
     if (argc >= 3 && std::strcmp(argv[2], "broker") == 0) {
       tern::apps::broker_usage(stdout);
+    } else if (argc >= 3 && std::strcmp(argv[2], "pub") == 0) {
+      std::fputs(tern::tools::usage(tern::tools::Tool::kPub).c_str(), stdout);
+    } else if (argc >= 3 && std::strcmp(argv[2], "sub") == 0) {
+      std::fputs(tern::tools::usage(tern::tools::Tool::kSub).c_str(), stdout);
+    } else if (argc >= 3 && std::strcmp(argv[2], "rr") == 0) {
+      std::fputs(tern::tools::usage(tern::tools::Tool::kRr).c_str(), stdout);
     } else {
       usage(stdout);
     }
     return 0;
   }
   if (cmd == "broker") return tern::apps::broker_main(argc - 1, argv + 1);
+  if (cmd == "pub") return tern::apps::pub_main(argc - 1, argv + 1);
+  if (cmd == "sub") return tern::apps::sub_main(argc - 1, argv + 1);
+  if (cmd == "rr") return tern::apps::rr_main(argc - 1, argv + 1);
   std::fprintf(stderr, "tern: unknown command '%s'\n\n", cmd.c_str());
   usage(stderr);
   return 1;

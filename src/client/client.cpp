@@ -280,6 +280,8 @@ struct AsyncClient::Impl final : protocol::ClientHandler, std::enable_shared_fro
   std::vector<std::uint8_t> rbuf;
   std::string wbuf;
   std::vector<std::pair<std::uint16_t, std::uint8_t>> done;  // publish completions to report
+  std::vector<std::uint16_t> unwritten_qos0;  // QoS 0 messages in conn.out()
+  std::vector<std::uint16_t> writing_qos0;    // ... and in the write in progress
   bool drain_posted = false;
   std::string close_error;
 
@@ -353,6 +355,13 @@ struct AsyncClient::Impl final : protocol::ClientHandler, std::enable_shared_fro
 
   void teardown() {
     tick.cancel();  // armed again by the next connection; an idle client keeps no timer
+    // QoS 0 messages not written are lost with the connection (at most once): they complete with
+    // 0x80 (unspecified error).
+    for (auto* v : {&writing_qos0, &unwritten_qos0}) {
+      for (auto mid : *v) done.emplace_back(mid, 0x80);
+      v->clear();
+    }
+    if (!done.empty()) post_drain();
     if (transport) transport->close();
     transport_up = false;
     ++generation;  // completions of the old transport are ignored from now on
@@ -389,6 +398,7 @@ struct AsyncClient::Impl final : protocol::ClientHandler, std::enable_shared_fro
     }
     wbuf.clear();
     std::swap(wbuf, conn.out());
+    writing_qos0.swap(unwritten_qos0);
     writing = true;
     const unsigned gen = generation;
     auto self = shared_from_this();
@@ -400,6 +410,8 @@ struct AsyncClient::Impl final : protocol::ClientHandler, std::enable_shared_fro
         self->lost();
         return;
       }
+      for (auto mid : self->writing_qos0) self->done.emplace_back(mid, 0);
+      self->writing_qos0.clear();
       self->flush();
       self->drain();
     });
@@ -472,6 +484,10 @@ struct AsyncClient::Impl final : protocol::ClientHandler, std::enable_shared_fro
   void on_published(std::uint16_t mid, std::uint8_t reason, const codec::Properties&) override {
     done.emplace_back(mid, reason);
   }
+
+  // QoS 0: complete when the write that carries it completes, so a publisher that waits for
+  // completions (or watches pending()) is held back by the socket.
+  void on_qos0_sent(std::uint16_t mid) override { unwritten_qos0.push_back(mid); }
 
   void on_subscribed(std::uint16_t mid, const std::vector<std::uint8_t>& codes, const codec::Properties&) override {
     if (api && api->on_subscribe) api->on_subscribe(mid, codes);
@@ -583,7 +599,9 @@ void AsyncClient::disconnect(std::uint8_t reason, Properties props) {
 }
 
 bool AsyncClient::connected() const { return impl_->conn.connected(); }
-std::size_t AsyncClient::pending() const { return impl_->conn.pending_messages(); }
+std::size_t AsyncClient::pending() const {
+  return impl_->conn.pending_messages() + impl_->unwritten_qos0.size() + impl_->writing_qos0.size();
+}
 std::size_t AsyncClient::pending_bytes() const { return impl_->conn.pending_bytes(); }
 const std::string& AsyncClient::client_id() const { return impl_->conn.client_id(); }
 

@@ -226,8 +226,9 @@ void ClientConnection::handle_publish(codec::Publish& p) {
   switch (p.qos) {
     case 0: handler_.on_message(p); break;
     case 1:
+      // Acknowledged first, as libmosquitto does: the application may disconnect in on_message.
+      send(codec::Ack{PacketType::kPuback, p.packet_id, 0, {}});
       handler_.on_message(p);
-      if (!closed()) send(codec::Ack{PacketType::kPuback, p.packet_id, 0, {}});
       break;
     default:
       // Held until PUBREL, then delivered once; a resent PUBLISH with the same id before PUBREL is
@@ -372,7 +373,7 @@ std::uint16_t ClientConnection::publish(std::string topic, std::string payload, 
   }
   if (!must_queue) {
     if (qos == 0) {
-      if (send_publish(mid, o, false)) finish(mid, 0, {});
+      if (send_publish(mid, o, false)) handler_.on_qos0_sent(mid);
       return mid;
     }
     o.step = qos == 1 ? Outgoing::kAwaitPuback : Outgoing::kAwaitPubrec;
@@ -415,7 +416,7 @@ void ClientConnection::pump() {
       continue;
     }
     if (msg.qos == 0) {
-      if (send_publish(id, msg, false)) finish(id, 0, {});
+      if (send_publish(id, msg, false)) handler_.on_qos0_sent(id);
       continue;
     }
     msg.step = msg.qos == 1 ? Outgoing::kAwaitPuback : Outgoing::kAwaitPubrec;

@@ -77,6 +77,9 @@ class ClientHandler {
   // A publish finished: QoS 0 when written to the output, QoS 1 on PUBACK, QoS 2 on PUBCOMP (or a
   // PUBREC with an error). `reason` is the server's code or a LocalError.
   virtual void on_published(std::uint16_t /*mid*/, std::uint8_t /*reason*/, const codec::Properties&) {}
+  // A QoS 0 PUBLISH was encoded into out(): it is complete once the network layer has written it
+  // (by default at once).
+  virtual void on_qos0_sent(std::uint16_t mid) { on_published(mid, 0, {}); }
   virtual void on_subscribed(std::uint16_t /*mid*/, const std::vector<std::uint8_t>& /*codes*/, const codec::Properties&) {}
   virtual void on_unsubscribed(std::uint16_t /*mid*/, const std::vector<std::uint8_t>& /*codes*/, const codec::Properties&) {}
   // The server sent DISCONNECT (5.0); on_closed follows.

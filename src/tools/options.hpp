@@ -131,7 +131,7 @@ struct ClientOptions {
   bool verbose = false;                       // sub/rr -v
   bool pretty = false;                        // sub/rr --pretty
   std::optional<std::string> format;          // sub/rr -F, validated like Mosquitto
-  double random_filter = 100.0;               // sub --random-filter percent (0.1..1000 accepted, as measured)
+  std::optional<double> random_filter;       // sub --random-filter as given (0.1..1000 accepted, as measured)
 
   // --- MQTT 5 properties (-D command identifier value), per packet ---------------------------------
   // Checked like Mosquitto: allowed for the command, value range, no duplicates (user properties may

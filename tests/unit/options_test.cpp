@@ -247,7 +247,8 @@ TEST(ToolOptions, SubOutputOptions) {
   EXPECT_TRUE(p.o.pretty);
   EXPECT_TRUE(p.o.remove_retained);
   EXPECT_TRUE(p.o.retain_as_published);
-  EXPECT_DOUBLE_EQ(p.o.random_filter, 12.5);
+  ASSERT_TRUE(p.o.random_filter.has_value());
+  EXPECT_DOUBLE_EQ(*p.o.random_filter, 12.5);
   EXPECT_EQ(p.o.format, "%t %p");
   EXPECT_EQ(p.o.qos, 2);
   EXPECT_TRUE(parse(Tool::kSub, {"-t", "a", "--retained-only"}).o.retained_only);
