@@ -10,31 +10,16 @@ flight; alternating rounds; medians. Also the publishers' peak RSS.
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import free_port, wait_port  # noqa: E402
+
 MOSQUITTO = "/usr/sbin/mosquitto"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def publishers(args, port, qos, lines):
@@ -178,11 +163,12 @@ def main():
         for name in ("mosquitto_pub -l", "tern pub -l", "async API"):
             runs = results[(qos, name)]
             secs = statistics.median(s for s, _, _, _ in runs)
+            rate = statistics.median(rcv / s for s, _, _, rcv in runs)  # messages delivered per second
             rss = max(m for _, m, _, _ in runs)
             lost = max(args.lines - rcv for _, _, _, rcv in runs)
             label = f"qos{qos}" + (" M100" if qos else "")
-            ratio = f"{base / secs:5.2f}x" if base_complete else "(mosquitto_pub lost messages)"
-            print(f"{label:10} {name:18} {secs:8.2f} {args.lines / secs / 1000:9.1f} {rss / 1024:8.1f} MiB {lost:8}   {ratio}")
+            ratio = f"{base / secs:5.2f}x" if base_complete else "(mosquitto_pub lost messages: compare rates)"
+            print(f"{label:10} {name:18} {secs:8.2f} {rate / 1000:9.1f} {rss / 1024:8.1f} MiB {lost:8}   {ratio}")
             if name != "mosquitto_pub -l" and (lost or (base_complete and secs > base)):
                 slower.append(f"{label} {name}")
         print(f"{'':10} async API: {runs[-1][2]}")

@@ -128,7 +128,7 @@ class MosquittoBroker:
         return False
 
     def log(self):
-        with open(self.log_path) as f:
+        with open(self.log_path, errors="replace") as f:
             return f.read()
 
     def stop(self):
@@ -247,19 +247,27 @@ class Client:
     def send(self, data):
         self.sock.sendall(data)
 
-    def _fill(self, deadline):
+    def _read_chunk(self, deadline):
+        """The next bytes from the socket, or None when none came before the deadline. Raises
+        EOFError when the peer closed."""
         remaining = deadline - time.time()
         if remaining <= 0:
-            return False
+            return None
         r, _, _ = select.select([self.sock], [], [], remaining)
         if not r:
-            return False
+            return None
         try:
             chunk = self.sock.recv(65536)
         except (ConnectionResetError, OSError):
             chunk = b""
         if not chunk:
             raise EOFError("connection closed")
+        return chunk
+
+    def _fill(self, deadline):
+        chunk = self._read_chunk(deadline)
+        if chunk is None:
+            return False
         self.buf += chunk
         return True
 
@@ -381,18 +389,9 @@ class WsClient(Client):
         self._unframe()
         if len(self.buf) != before:
             return True
-        remaining = deadline - time.time()
-        if remaining <= 0:
+        chunk = self._read_chunk(deadline)
+        if chunk is None:
             return False
-        r, _, _ = select.select([self.sock], [], [], remaining)
-        if not r:
-            return False
-        try:
-            chunk = self.sock.recv(65536)
-        except (ConnectionResetError, OSError):
-            chunk = b""
-        if not chunk:
-            raise EOFError("connection closed")
         self.raw += chunk
         self._unframe()
         return True

@@ -26,7 +26,7 @@ import time
 from collections import namedtuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ternlib import TERN, Broker, run_tests  # noqa: E402
+from ternlib import TERN, Broker, MosquittoBroker, run_tests  # noqa: E402
 
 IMPLS = ("mosquitto", "tern")
 HOST = "127.0.0.1"
@@ -167,8 +167,9 @@ PSK_IDENTITY, PSK_KEY = "tern-id", "deadbeef00112233"
 USER, PASSWORD = "alice", "s3cret"
 
 
-class Mosquitto:
-    """Debian's mosquitto with several listeners on free loopback ports; stopped by its PID only."""
+class Mosquitto(MosquittoBroker):
+    """Debian's mosquitto with several listeners on free loopback ports; stopped by its PID only
+    (log() and stop() are ternlib.MosquittoBroker's)."""
 
     def __init__(self, certs=None, plain_port=None, global_conf=()):
         self.name = "mosquitto"
@@ -223,22 +224,9 @@ class Mosquitto:
         self.stop()
         raise RuntimeError("mosquitto did not start:\n" + self.log())
 
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
     def count(self, pattern):
         return len(re.findall(pattern, self.log()))
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
 
 
 class TernBroker(Broker):
