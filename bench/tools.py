@@ -70,7 +70,12 @@ def run_one(cmd, stdin_path, port, qos, n, log_path):
     before = subscriptions_logged(log_path)
     sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-t", "bench/tools", "-q", str(qos),
                             "-C", str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    wait_subscribed(log_path, before)
+    try:
+        wait_subscribed(log_path, before)
+    except RuntimeError:
+        sub.kill()
+        sub.wait()
+        raise
     got = {"count": 0, "last": None}
 
     def count():
