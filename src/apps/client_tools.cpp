@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "codec/packet.hpp"
+#include "core/reason_code.hpp"
 #include "core/topic.hpp"
 #include "tern/client.hpp"
 #include "tools/format.hpp"
@@ -71,19 +72,6 @@ const char* mosq_strerror(int e) {
     case kErrQosNotSupported: return "Requested QoS not supported on server.";
     case kErrTimeout: return "Timeout";
     default: return "Unknown error.";
-  }
-}
-
-// CONNACK return codes of MQTT 3.1/3.1.1 as the tools print them.
-const char* connack_string(std::uint8_t code) {
-  switch (code) {
-    case 0: return "Connection Accepted.";
-    case 1: return "Connection Refused: unacceptable protocol version.";
-    case 2: return "Connection Refused: identifier rejected.";
-    case 3: return "Connection Refused: broker unavailable.";
-    case 4: return "Connection Refused: bad user name or password.";
-    case 5: return "Connection Refused: not authorised.";
-    default: return "Connection Refused: unknown reason.";
   }
 }
 
@@ -640,7 +628,8 @@ class ToolRun {
       msg += reason_string(code);
       if (code == 132) msg += ". Try connecting to an MQTT v5 broker, or use MQTT v3.x mode.";
     } else {
-      msg += connack_string(code);
+      msg += connack_v3_name(code);
+      msg += '.';
     }
     err(msg + "\n");
     // The tools call mosquitto_disconnect from their connect callback; only pub's logs nothing.

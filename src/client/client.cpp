@@ -242,17 +242,7 @@ protocol::ClientSettings settings_from(const ClientOptions& o) {
 }
 
 std::string connack_error(Version v, std::uint8_t code) {
-  if (v != Version::kV5) {
-    switch (code) {
-      case 1: return "Connection Refused: unacceptable protocol version";
-      case 2: return "Connection Refused: identifier rejected";
-      case 3: return "Connection Refused: broker unavailable";
-      case 4: return "Connection Refused: bad user name or password";
-      case 5: return "Connection Refused: not authorised";
-      default: return fmt::format("Connection Refused: code {}", code);
-    }
-  }
-  return reason_name(static_cast<Reason>(code));
+  return v == Version::kV5 ? reason_name(static_cast<Reason>(code)) : connack_v3_name(code);
 }
 
 }  // namespace

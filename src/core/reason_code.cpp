@@ -63,4 +63,16 @@ ConnackV3 to_v3_connack(Reason r) {
   }
 }
 
+const char* connack_v3_name(std::uint8_t code) {
+  switch (code) {
+    case 0: return "Connection Accepted";
+    case 1: return "Connection Refused: unacceptable protocol version";
+    case 2: return "Connection Refused: identifier rejected";
+    case 3: return "Connection Refused: broker unavailable";
+    case 4: return "Connection Refused: bad user name or password";
+    case 5: return "Connection Refused: not authorised";
+    default: return "Connection Refused: unknown reason";
+  }
+}
+
 }  // namespace tern

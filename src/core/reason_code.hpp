@@ -68,4 +68,8 @@ enum class ConnackV3 : std::uint8_t {
 // Maps an MQTT 5 CONNACK reason to the closest 3.x return code.
 ConnackV3 to_v3_connack(Reason r);
 
+// A 3.x CONNACK return code in the words Mosquitto's tools print ("Connection Refused: not
+// authorised"), without a final period.
+const char* connack_v3_name(std::uint8_t code);
+
 }  // namespace tern

@@ -290,10 +290,13 @@ struct Worker final : broker::WorkerIo {
     }
     std::swap(c.writing, out);
     c.iov.clear();
+    std::size_t total = c.writing.size();
     if (ws && !c.writing.empty()) {
       // All that is queued goes out as one binary frame [MQTT-6.0.0-1]; the receiver does not rely
       // on packets and frames lining up [MQTT-6.0.0-2].
-      c.iov.emplace_back(ws->header, codec::WsFramer::binary_header(c.writing.size(), ws->header));
+      const std::size_t header = codec::WsFramer::binary_header(c.writing.size(), ws->header);
+      c.iov.emplace_back(ws->header, header);
+      total += header;
     }
     std::size_t pos = 0;
     for (auto& sp : c.writing.splices) {
@@ -307,8 +310,8 @@ struct Worker final : broker::WorkerIo {
       ws->framer.take_control(ws->control);
       if (ws->framer.closed()) ws->close_written = true;
       if (!ws->control.empty()) c.iov.emplace_back(ws->control.data(), ws->control.size());
+      total += ws->control.size();
     }
-    const std::size_t total = asio::buffer_size(c.iov);
     boost::system::error_code ec;
     std::size_t n = 0;
     // Try to write at once: the socket buffer usually has room, and that saves a trip through the

@@ -109,7 +109,7 @@ void ClientConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
     off += h.total();
     std::size_t payload = 0;
     if (auto* pub = std::get_if<codec::Publish>(&pkt)) payload = pub->payload.size();
-    handle(pkt, payload, now);
+    handle(pkt, payload);
   }
   if (closed()) {
     in_.clear();
@@ -122,7 +122,7 @@ void ClientConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
   }
 }
 
-void ClientConnection::handle(codec::Packet& pkt, std::size_t payload_size, TimePoint) {
+void ClientConnection::handle(codec::Packet& pkt, std::size_t payload_size) {
   handler_.on_packet(false, pkt, payload_size, 0);
   if (state_ == State::kConnecting) {
     // [MQTT-3.2.0-1] the first packet from the server is CONNACK (or AUTH, which Tern's client does

@@ -169,7 +169,7 @@ class ClientConnection {
     codec::Publish packet(std::uint16_t id, bool dup) const;
   };
 
-  void handle(codec::Packet& p, std::size_t payload_size, TimePoint now);
+  void handle(codec::Packet& p, std::size_t payload_size);
   void handle_connack(codec::Connack& c);
   void handle_publish(codec::Publish& p);
   void handle_ack(const codec::Ack& a);

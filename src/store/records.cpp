@@ -255,6 +255,12 @@ std::string retained_key(std::string_view topic) {
   return k;
 }
 
+std::string key_of(const MessageRecord& r) { return message_key(r.id); }
+std::string key_of(const SessionRecord& r) { return session_key(r.client_id); }
+std::string key_of(const QueueEntry& r) { return queue_key(r.client_id, r.seq); }
+std::string key_of(const InboundQos2& r) { return inbound_key(r.client_id, r.packet_id); }
+std::string key_of(const RetainedRecord& r) { return retained_key(r.message.topic); }
+
 std::string queue_prefix(std::string_view client_id) { return client_key(Kind::kQueue, client_id); }
 std::string inbound_prefix(std::string_view client_id) { return client_key(Kind::kInbound, client_id); }
 

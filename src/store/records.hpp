@@ -126,6 +126,12 @@ std::string session_key(std::string_view client_id);
 std::string queue_key(std::string_view client_id, std::uint64_t seq);
 std::string inbound_key(std::string_view client_id, std::uint16_t packet_id);
 std::string retained_key(std::string_view topic);
+// A record's own key (the one it is stored and read under).
+std::string key_of(const MessageRecord& r);
+std::string key_of(const SessionRecord& r);
+std::string key_of(const QueueEntry& r);
+std::string key_of(const InboundQos2& r);
+std::string key_of(const RetainedRecord& r);
 // [first, last) of every queue entry (inbound id) of one session.
 std::string queue_prefix(std::string_view client_id);
 std::string inbound_prefix(std::string_view client_id);

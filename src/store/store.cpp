@@ -46,48 +46,31 @@ void Batch::add(char op, std::string_view key, std::string_view value) {
   if (op == 'P') has_puts_ = true;
 }
 
-void Batch::put(const MessageRecord& r) {
+template <class Record>
+void Batch::put_record(const Record& r) {
   assert(valid(r));
   scratch_.clear();
   encode_value(r, scratch_);
-  add('P', message_key(r.id), scratch_);
+  add('P', key_of(r), scratch_);
 }
+
+void Batch::put(const MessageRecord& r) { put_record(r); }
 void Batch::erase_message(std::uint64_t id) { add('D', message_key(id), {}); }
 
-void Batch::put(const SessionRecord& r) {
-  assert(valid(r));
-  scratch_.clear();
-  encode_value(r, scratch_);
-  add('P', session_key(r.client_id), scratch_);
-}
+void Batch::put(const SessionRecord& r) { put_record(r); }
 void Batch::erase_session(std::string_view client_id) { add('D', session_key(client_id), {}); }
 
-void Batch::put(const QueueEntry& r) {
-  assert(valid(r));
-  scratch_.clear();
-  encode_value(r, scratch_);
-  add('P', queue_key(r.client_id, r.seq), scratch_);
-}
+void Batch::put(const QueueEntry& r) { put_record(r); }
 void Batch::erase_queue_entry(std::string_view client_id, std::uint64_t seq) {
   add('D', queue_key(client_id, seq), {});
 }
 
-void Batch::put(const InboundQos2& r) {
-  assert(valid(r));
-  scratch_.clear();
-  encode_value(r, scratch_);
-  add('P', inbound_key(r.client_id, r.packet_id), scratch_);
-}
+void Batch::put(const InboundQos2& r) { put_record(r); }
 void Batch::erase_inbound(std::string_view client_id, std::uint16_t packet_id) {
   add('D', inbound_key(client_id, packet_id), {});
 }
 
-void Batch::put(const RetainedRecord& r) {
-  assert(valid(r));
-  scratch_.clear();
-  encode_value(r, scratch_);
-  add('P', retained_key(r.message.topic), scratch_);
-}
+void Batch::put(const RetainedRecord& r) { put_record(r); }
 void Batch::erase_retained(std::string_view topic) { add('D', retained_key(topic), {}); }
 
 void Batch::erase_session_state(std::string_view client_id) {

@@ -86,6 +86,8 @@ class Batch {
  private:
   friend class Store;
   void add(char op, std::string_view key, std::string_view value);
+  template <class Record>
+  void put_record(const Record& r);
   std::string rep_;  // op (P put, D delete, R range delete), u32 key size, key, u32 value size, value
   std::string scratch_;
   std::size_t ops_ = 0;

@@ -148,6 +148,34 @@ class MosquittoBroker:
         self.stop()
 
 
+class TestCerts:
+    """In folder `d`: a CA (ca, ca_key), a server certificate for `san` signed by it (server,
+    server_key) and an unrelated CA (other); readable by all, as mosquitto runs as its own user."""
+
+    def __init__(self, d, san="DNS:localhost"):
+        p = lambda n: os.path.join(d, n)  # noqa: E731
+        self.dir = d
+        self.ca, self.ca_key = p("ca.crt"), p("ca.key")
+        self.server, self.server_key = p("server.crt"), p("server.key")
+        self.other = p("other.crt")
+
+        def openssl(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key, "-out", self.ca,
+                "-days", "2", "-subj", "/CN=Tern test CA")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.server_key, "-out", p("server.csr"),
+                "-subj", "/CN=localhost")
+        with open(p("ext.cnf"), "w") as f:
+            f.write(f"subjectAltName={san}\n")
+        openssl("x509", "-req", "-in", p("server.csr"), "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
+                "-out", self.server, "-days", "2", "-extfile", p("ext.cnf"))
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p("other.key"), "-out", self.other,
+                "-days", "2", "-subj", "/CN=Some other CA")
+        for n in os.listdir(d):
+            os.chmod(p(n), 0o644)
+
+
 # ---- MQTT encoding helpers -------------------------------------------------------------------
 
 def varint(n):

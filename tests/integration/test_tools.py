@@ -26,7 +26,7 @@ import time
 from collections import namedtuple
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ternlib import TERN, Broker, MosquittoBroker, run_tests  # noqa: E402
+from ternlib import TERN, Broker, MosquittoBroker, TestCerts, run_tests  # noqa: E402
 
 IMPLS = ("mosquitto", "tern")
 HOST = "127.0.0.1"
@@ -134,33 +134,6 @@ def mosquitto_binary():
         if created:
             os.remove("/usr/sbin/policy-rc.d")
     return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
-
-
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, timeout=60)
-
-
-class Certs:
-    """A CA, a server certificate for localhost/127.0.0.1 signed by it, and an unrelated CA."""
-
-    def __init__(self, d):
-        self.dir = d
-        p = lambda n: os.path.join(d, n)  # noqa: E731
-        self.ca, self.ca_key = p("ca.crt"), p("ca.key")
-        self.server, self.server_key = p("server.crt"), p("server.key")
-        self.other = p("other.crt")
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key, "-out", self.ca,
-                "-days", "2", "-subj", "/CN=Tern test CA")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.server_key, "-out", p("server.csr"),
-                "-subj", "/CN=localhost")
-        with open(p("ext.cnf"), "w") as f:
-            f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-        openssl("x509", "-req", "-in", p("server.csr"), "-CA", self.ca, "-CAkey", self.ca_key, "-CAcreateserial",
-                "-out", self.server, "-days", "2", "-extfile", p("ext.cnf"))
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", p("other.key"), "-out", self.other,
-                "-days", "2", "-subj", "/CN=Some other CA")
-        for n in os.listdir(d):
-            os.chmod(p(n), 0o644)
 
 
 PSK_IDENTITY, PSK_KEY = "tern-id", "deadbeef00112233"
@@ -434,7 +407,7 @@ def setup():
     MOSQUITTO = mosquitto_binary()
     if not MOSQUITTO:
         raise RuntimeError("Debian's mosquitto is missing (apt-get install mosquitto, with services kept off)")
-    CERTS = Certs(tempfile.mkdtemp(prefix="certs-", dir=WORK))
+    CERTS = TestCerts(tempfile.mkdtemp(prefix="certs-", dir=WORK), san="DNS:localhost,IP:127.0.0.1")
     os.chmod(CERTS.dir, 0o755)
     TERN_B = TernBroker()
     MOSQ_B = Mosquitto(CERTS)
