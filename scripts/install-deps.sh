@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Tern needs to build and test, from Debian 12's packages. Safe to run again.
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build ccache pkg-config libboost-dev libfmt-dev libjemalloc-dev libssl-dev librocksdb-dev libgtest-dev
+pkgs=(build-essential cmake ninja-build ccache pkg-config libboost-dev libfmt-dev libjemalloc-dev libssl-dev openssl librocksdb-dev libgtest-dev
       googletest python3 python3-paho-mqtt mosquitto-clients)
 if [ "${1:-}" = "--bench" ]; then pkgs+=(mosquitto); fi
 # MQTT.js (npm) drives the WebSocket tests; a machine without npm gets Debian's Node.js and npm.
