@@ -2,7 +2,7 @@
 """Tern vs Mosquitto with the neutral load generator (shared/mqtt-loadgen).
 
 Runs the nine standard scenarios, p2p-qos0 and p2p-qos1 over MQTT 5.0, and the relay ceiling, in alternating rounds, against Tern on its
-defaults and Debian's mosquitto (listener, allow_anonymous true, set_tcp_nodelay true), and prints
+defaults (its store in a fresh temporary directory per run) and Debian's mosquitto (listener, allow_anonymous true, set_tcp_nodelay true), and prints
 medians with min and max and the ratio Tern/Mosquitto. Any QoS 1/2 loss fails the run (exit 1).
 
   bench/run.py --tern build/release/tern --loadgen DIR [--rounds 3] [--smoke] [--only p2p-qos0,...]
@@ -10,6 +10,7 @@ medians with min and max and the ratio Tern/Mosquitto. Any QoS 1/2 loss fails th
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -56,10 +57,19 @@ def wait_port(port, timeout=10):
 
 
 def start_broker(kind, args, tmp):
+    """Returns (process, port, store directory to remove after the run or None)."""
     port = free_port()
     log = open(os.path.join(tmp, f"{kind}.log"), "a")
+    store = None
     if kind == "tern":
-        cmd = [args.tern, "broker", "-p", str(port)]
+        # Tern persists by default: every run starts from an empty store of its own. Open to all: run
+        # as root, tern drops privileges to `user` (mosquitto or nobody) after binding.
+        store = tempfile.mkdtemp(prefix="tern-bench-store-")
+        os.chmod(store, 0o777)
+        conf = os.path.join(tmp, "tern.conf")
+        with open(conf, "w") as f:
+            f.write(f"persistence_location {store}\n")
+        cmd = [args.tern, "broker", "-c", conf, "-p", str(port)]
     elif kind == "mosquitto":
         conf = os.path.join(tmp, "mosquitto.conf")
         with open(conf, "w") as f:
@@ -70,8 +80,11 @@ def start_broker(kind, args, tmp):
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     if not wait_port(port):
         proc.kill()
+        proc.wait()
+        if store:
+            shutil.rmtree(store, ignore_errors=True)
         raise RuntimeError(f"{kind} did not start: {' '.join(cmd)}")
-    return proc, port
+    return proc, port, store
 
 
 def stop(proc):
@@ -85,7 +98,7 @@ def stop(proc):
 
 
 def run_one(kind, name, args, tmp):
-    proc, port = start_broker(kind, args, tmp)
+    proc, port, store = start_broker(kind, args, tmp)
     try:
         spec = (SMOKE_OVERRIDES.get(name) if args.smoke else None) or SCENARIOS[name]
         cmd = [os.path.join(args.loadgen, "mqtt-loadgen"), "--port", str(port), "--json",
@@ -105,6 +118,8 @@ def run_one(kind, name, args, tmp):
         return result
     finally:
         stop(proc)
+        if store:
+            shutil.rmtree(store, ignore_errors=True)
 
 
 def metric(name, r):

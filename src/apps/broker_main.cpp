@@ -7,13 +7,14 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "broker/broker.hpp"
-#include "broker/snapshot.hpp"
+#include "store/store.hpp"
 #include "config/config.hpp"
 #include "core/log.hpp"
 #include "net/log.hpp"
@@ -36,6 +37,36 @@ void broker_usage(std::FILE* out) {
 
 namespace {
 
+// The account Tern runs as when started as root (null: it stays root).
+const passwd* run_as(const config::Config& cfg) {
+  if (geteuid() != 0) return nullptr;
+  const passwd* pw = getpwnam(cfg.user.c_str());
+  return pw ? pw : getpwnam("nobody");
+}
+
+// Started as root, Tern creates the store's directory and gives it to the account it will run as,
+// so the store can be opened after the privileges are dropped (Mosquitto's Debian package does the
+// same for /var/lib/mosquitto).
+void prepare_store_dir(const config::Config& cfg) {
+  const passwd* pw = run_as(cfg);
+  if (!pw) return;
+  namespace fs = std::filesystem;
+  const fs::path dir = cfg.store_path();
+  std::error_code ec;
+  fs::create_directory(dir, ec);  // persistence_location itself must exist, as with Mosquitto
+  if (ec) throw std::runtime_error(fmt::format("cannot create the store directory {}: {}", dir.string(), ec.message()));
+  if (::chown(dir.c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+    throw std::runtime_error(fmt::format("cannot give the store directory {} to {}: {}", dir.string(), pw->pw_name, std::strerror(errno)));
+  }
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (::lchown(e.path().c_str(), pw->pw_uid, pw->pw_gid) != 0) {
+      throw std::runtime_error(fmt::format("cannot give {} to {}: {}", e.path().string(), pw->pw_name, std::strerror(errno)));
+    }
+  }
+  const std::string syncs = dir.string() + ".syncs";
+  if (fs::exists(syncs, ec)) (void)::chown(syncs.c_str(), pw->pw_uid, pw->pw_gid);
+}
+
 // Drops root privileges after the listeners are bound, as Mosquitto does with `user`.
 void drop_privileges(const config::Config& cfg) {
   if (geteuid() != 0) return;
@@ -57,14 +88,6 @@ void drop_privileges(const config::Config& cfg) {
   }
 }
 
-// Fails at start, not at the first save, when the snapshot cannot be written where configured.
-void check_writable(const std::string& path) {
-  std::string probe = path + ".new";
-  std::FILE* f = std::fopen(probe.c_str(), "wb");
-  if (!f) throw std::runtime_error(fmt::format("cannot write persistence file {}: {}", probe, std::strerror(errno)));
-  std::fclose(f);
-  ::unlink(probe.c_str());
-}
 
 }  // namespace
 
@@ -147,18 +170,42 @@ int broker_main(int argc, char** argv) {
       if (!pf) throw std::runtime_error("cannot write pid_file " + cfg.pid_file);
       pf << getpid() << "\n";
     }
+    if (cfg.persistence) prepare_store_dir(cfg);
     drop_privileges(cfg);
+    // Declared after the broker and the server: the store's completions call into both, so it is
+    // closed (and destroyed) first.
+    std::unique_ptr<store::Store> st;
     if (cfg.persistence) {
-      // Read after dropping privileges, so the file's directory is checked as the user that will
-      // write it.
-      broker::RestoreCounts counts;
+      // Opened after dropping privileges, as the account that writes it.
+      const auto t0 = std::chrono::steady_clock::now();
+      store::Options so;
+      so.path = cfg.store_path();
+      so.mode = cfg.persistence_mode == config::Config::PersistenceMode::kBatched ? store::Options::Mode::kBatched
+                                                                                  : store::Options::Mode::kSync;
+      so.batch_window = std::chrono::milliseconds(cfg.persistence_batch_window);
+      so.max_bytes = cfg.persistence_max_size;
+      so.track_syncs = cfg.persistence_track_syncs;
       std::string error;
-      if (!broker::load_snapshot(cfg.persistence_path(), broker, counts, error)) throw std::runtime_error(error);
-      log::write(log::kNotice, fmt::format("Restored {} sessions and {} retained messages from {}.", counts.sessions,
-                                           counts.retained, cfg.persistence_path()));
-      check_writable(cfg.persistence_path());
+      st = store::Store::open(so, error);
+      if (!st) throw std::runtime_error(error);
+      broker.set_store(st.get());
+      broker::Broker::Recovered counts;
+      if (!broker.recover(counts, error)) throw std::runtime_error(error);
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+      log::write(log::kNotice,
+                 fmt::format("Store {} ({} mode): restored {} sessions, {} queued and {} in-flight messages, {} inbound "
+                             "QoS 2 ids and {} retained messages in {} ms; {} expired records removed.",
+                             so.path, so.mode == store::Options::Mode::kSync ? "sync" : "batched", counts.sessions,
+                             counts.queued, counts.inflight, counts.inbound, counts.retained, ms, counts.expired));
     }
     int rc = server.run();
+    if (st) {
+      // Graceful stop: what was submitted is written and synced, then the store is closed.
+      st->close();
+      const auto c = st->counters();
+      log::write(log::kNotice, fmt::format("Store: {} writes, {} syncs, {} batches, {} records.", c.writes, c.syncs,
+                                           c.batches, c.records));
+    }
     if (!cfg.pid_file.empty()) ::unlink(cfg.pid_file.c_str());
     return rc;
   } catch (const std::exception& e) {

@@ -38,6 +38,11 @@ Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
 
 Broker::~Broker() = default;
 
+void Broker::set_store(store::Store* s) {
+  store_ = s;
+  for (auto& sh : shards_) sh->set_store(s);
+}
+
 unsigned Broker::owner_of(std::string_view client_id) const {
   // FNV-1a: stable, cheap, and spreads similar ids ("sensor-1", "sensor-2") across workers.
   std::uint64_t h = 1469598103934665603ull;

@@ -3,6 +3,7 @@
 // statistics) and one Shard per worker. Created on the main thread before workers start.
 #include <atomic>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -10,6 +11,10 @@
 #include "broker/router.hpp"
 #include "config/config.hpp"
 #include "protocol/server_connection.hpp"
+
+namespace tern::store {
+class Store;
+}
 
 namespace tern::broker {
 
@@ -79,6 +84,7 @@ class WorkerIo {
 
 class Broker {
  public:
+  friend class Recovery;
   Broker(const config::Config& cfg, unsigned workers);
   ~Broker();
 
@@ -99,11 +105,26 @@ class Broker {
     return sum;
   }
   const config::Config& config() const { return cfg_; }
+  // The embedded store (docs/durability.md), or null with `persistence false`. Set before the
+  // workers start; owned by the caller.
+  store::Store* store() const { return store_; }
+  void set_store(store::Store* s);
+  // Reads the store into the shards and the retained messages (before the workers start). False
+  // with `error` when the store cannot be read.
+  struct Recovered {
+    std::uint64_t sessions = 0, queued = 0, inflight = 0, inbound = 0, retained = 0, expired = 0, wills = 0;
+  };
+  bool recover(Recovered& counts, std::string& error);
+  // Message ids and queue sequence numbers: one broker-wide counter, so a session's queue comes
+  // back from the store in the order its messages were routed.
+  std::uint64_t next_store_id() { return store_ids_.fetch_add(1, std::memory_order_relaxed); }
   const protocol::ServerLimits& limits() const { return limits_; }
   protocol::TimePoint started() const { return started_; }
 
  private:
   const config::Config& cfg_;
+  store::Store* store_ = nullptr;
+  std::atomic<std::uint64_t> store_ids_{1};
   protocol::ServerLimits limits_;
   protocol::TimePoint started_ = protocol::Clock::now();
   Router router_;

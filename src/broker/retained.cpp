@@ -1,6 +1,7 @@
 #include "broker/retained.hpp"
 
 #include "core/topic.hpp"
+#include "store/store.hpp"
 
 namespace tern::broker {
 
@@ -12,8 +13,17 @@ bool expired(const protocol::Message& m, protocol::TimePoint now) {
 }
 }  // namespace
 
-void RetainedStore::set(const protocol::MessagePtr& msg) {
+void RetainedStore::set(const protocol::MessagePtr& msg, store::Store* store) {
   std::lock_guard lock(mu_);
+  if (store) {
+    store::Batch b;
+    if (msg->payload.empty()) {
+      b.erase_retained(msg->topic);
+    } else {
+      b.put(store::RetainedRecord{to_record(*msg, 0)});
+    }
+    store->submit(std::move(b), [](store::Status) {});
+  }
   auto it = by_topic_.find(std::string(msg->topic));
   if (it != by_topic_.end()) {
     if (has_expiry(*it->second)) --with_expiry_;
@@ -46,15 +56,21 @@ void RetainedStore::match(std::string_view filter, std::vector<protocol::Message
   }
 }
 
-std::size_t RetainedStore::purge_expired(protocol::TimePoint now) {
+std::size_t RetainedStore::purge_expired(protocol::TimePoint now, store::Store* store) {
   std::lock_guard lock(mu_);
   if (with_expiry_ == 0) return 0;  // the common case: nothing to scan
-  std::size_t n = std::erase_if(by_topic_, [this, now](const auto& kv) {
+  store::Batch b;
+  std::size_t n = std::erase_if(by_topic_, [&](const auto& kv) {
     if (!expired(*kv.second, now)) return false;
     bytes_ -= kv.second->payload.size();
+    if (store) b.erase_retained(kv.first);
     return true;
   });
   with_expiry_ -= n;
+  if (store && !b.empty()) {
+    b.allow_at_bound();
+    store->submit(std::move(b), [](store::Status) {});
+  }
   return n;
 }
 

@@ -44,7 +44,19 @@ struct Router::Member {
   SubOptions opts;
   const std::atomic<bool>* congested;
   const std::atomic<std::uint8_t>* presence;
+  const std::atomic<bool>* durable;
+  std::string client_id;
 };
+
+namespace {
+// A target's durable flag and, for a durable session, its client id (under the router's lock).
+void mark_durable(Target& t, const std::atomic<bool>* durable, const std::string& client_id) {
+  if (durable && durable->load(std::memory_order_relaxed)) {
+    t.durable = true;
+    t.client_id = client_id;
+  }
+}
+}  // namespace
 
 struct Router::Group {
   std::uint32_t id;
@@ -60,6 +72,7 @@ struct Router::Node {
     SubOptions opts;
     std::string client_id;
     const std::atomic<bool>* congested;
+    const std::atomic<bool>* durable;
   };
   std::unordered_map<std::string, std::unique_ptr<Node>, StringHash, std::equal_to<>> children;
   std::unique_ptr<Node> plus;
@@ -91,7 +104,8 @@ bool next_level(std::string_view& rest, std::string_view& level, bool& done) {
 }  // namespace
 
 bool Router::subscribe(std::string_view filter, SessionKey key, const std::string& client_id, SubOptions opts,
-                       const std::atomic<bool>* congested, const std::atomic<std::uint8_t>* presence) {
+                       const std::atomic<bool>* congested, const std::atomic<std::uint8_t>* presence,
+                       const std::atomic<bool>* durable) {
   std::string_view share_name;
   std::string_view inner;
   auto shared = parse_shared_subscription(filter, share_name, inner);
@@ -137,7 +151,7 @@ bool Router::subscribe(std::string_view filter, SessionKey key, const std::strin
         return false;
       }
     }
-    g->members.push_back({key, opts, congested, presence});
+    g->members.push_back({key, opts, congested, presence, durable, client_id});
     ++count_;
     return true;
   }
@@ -147,7 +161,7 @@ bool Router::subscribe(std::string_view filter, SessionKey key, const std::strin
       return false;
     }
   }
-  n->subs.push_back({key, opts, client_id, congested});
+  n->subs.push_back({key, opts, client_id, congested, durable});
   ++count_;
   return true;
 }
@@ -293,6 +307,7 @@ void Router::add_shared(const Node& n, StickyChoices* sticky, std::vector<Target
       }
     }
     out.push_back({m->key, m->opts, m->congested && m->congested->load(std::memory_order_relaxed), g.id});
+    mark_durable(out.back(), m->durable, m->client_id);
   }
 }
 
@@ -303,6 +318,7 @@ bool Router::choose(std::uint32_t group, SessionKey exclude, bool connected_only
   const Member* m = pick(*it->second, exclude, connected_only);
   if (!m) return false;
   out = Target{m->key, m->opts, m->congested && m->congested->load(std::memory_order_relaxed), group};
+  mark_durable(out, m->durable, m->client_id);
   return true;
 }
 
@@ -313,6 +329,7 @@ void Router::match(std::string_view topic, std::string_view publisher, std::vect
     for (const auto& e : n.subs) {
       if (e.opts.no_local && e.client_id == publisher) continue;
       out.push_back({e.key, e.opts, e.congested && e.congested->load(std::memory_order_relaxed)});
+      mark_durable(out.back(), e.durable, e.client_id);
     }
     // No Local never applies here: it is a protocol error on a shared subscription [MQTT-3.8.3-4].
     if (!n.groups.empty()) add_shared(n, sticky, out);

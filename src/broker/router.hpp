@@ -39,6 +39,10 @@ struct Target {
   SubOptions opts;
   bool congested = false;  // the session's queue is above its high-water mark
   std::uint32_t group = 0;  // the shared subscription group that chose this session; 0 = an ordinary one
+  // The session is persistent and the broker has a store: QoS 1/2 deliveries to it are stored.
+  // Then client_id is its client identifier (copied only for such sessions).
+  bool durable = false;
+  std::string client_id;
 };
 
 // Where a session is, for choosing among the members of a shared subscription group. Written by the
@@ -64,8 +68,10 @@ class Router {
   // none counts as kOnline) its connection state; both must stay valid until the session's
   // subscriptions are removed, and are read under the router's lock. A filter "$share/NAME/F" makes
   // the session a member of group NAME on F (the caller has validated it; an invalid one is ignored).
+  // `durable` (optional) is the session's "deliveries are stored" flag, read like the others.
   bool subscribe(std::string_view filter, SessionKey key, const std::string& client_id, SubOptions opts,
-                 const std::atomic<bool>* congested = nullptr, const std::atomic<std::uint8_t>* presence = nullptr);
+                 const std::atomic<bool>* congested = nullptr, const std::atomic<std::uint8_t>* presence = nullptr,
+                 const std::atomic<bool>* durable = nullptr);
   // Returns true when a subscription (or shared group membership) existed.
   bool unsubscribe(std::string_view filter, SessionKey key);
   // Appends every subscription matching `topic`. Subscriptions with No Local whose client is

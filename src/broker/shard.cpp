@@ -44,6 +44,7 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   }
   const std::string& id = c.client_id();
   bool session_present = false;
+  bool replaced = false;  // a clean start ended an earlier session in this call
   Session* s = nullptr;
   auto it = by_client_.find(id);
   if (it != by_client_.end() && it->second->conn) {
@@ -60,6 +61,7 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
     if (c.clean_start()) {
       end_session(*s);  // [MQTT-3.1.2-4] clean start discards the old session (a delayed will goes out)
       s = nullptr;
+      replaced = true;
     } else {
       session_present = true;  // [MQTT-3.2.2-2]
       if (s->pending_will) {
@@ -68,14 +70,34 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
       }
     }
   }
+  const bool fresh = s == nullptr;
+  if (fresh && store_ && wants_persistence(c) && store_full()) {
+    // A new persistent session needs the store: refused while it is full (5.0 0x97, 3.1.1 0x03).
+    stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    c.refuse(Reason::kQuotaExceeded);
+    return;
+  }
   if (!s) s = &new_session(id);
   s->conn = &c;
+  s->version = c.version();
+  c.serial = next_serial_++;
+  by_serial_[c.serial] = &c;
+  std::uint32_t expiry = 0;
+  s->persistent = lifetime(*s, expiry);
+  s->expiry_s = expiry;
+  s->durable.store(is_durable(*s), std::memory_order_relaxed);
   set_presence(*s, kOnline);  // shared subscriptions: a member to choose again
   c.user = s;
   stats_.clients_connected.fetch_add(1, std::memory_order_relaxed);
   codec::Properties props;
   if (connect.props.assigned_client_id) props.assigned_client_id = connect.props.assigned_client_id;
   if (connect.props.server_keep_alive) props.server_keep_alive = connect.props.server_keep_alive;
+  if (s->durable.load(std::memory_order_relaxed)) {
+    // The CONNACK of a persistent session goes out once its record is stored.
+    // After a clean start ended a stored session, the new record follows that erase (progress).
+    write_session(*s, fresh && !replaced);
+    hold(c, !fresh || replaced);
+  }
   c.accept(&s->state, session_present, std::move(props));
   if (io_) io_->output_ready(c);
 }
@@ -98,11 +120,19 @@ Reason Shard::authorize_publish(ServerConnection& c, const protocol::Message& m)
 }
 
 Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
+  // A message the store must take is refused while it is full: never an acknowledgement for a
+  // message that was not stored.
+  if (store_ && m->qos > 0 && store_->full() && needs_store(m, c.client_id()) && store_full()) return refuse_full(c);
+  bool stored = false;
   if (m->retain) {
-    broker_.retained().set(m);  // [MQTT-3.3.1-5]
+    stored = store_ != nullptr;
+    broker_.retained().set(m, store_);  // [MQTT-3.3.1-5]
     stats_.changes.fetch_add(1, std::memory_order_relaxed);
   }
+  const std::uint64_t before = work_.size();
   Reason r = route(m, c.client_id());
+  stored = stored || work_.size() != before;
+  if (stored && m->qos > 0) hold(c, false);  // PUBACK/PUBREC after the records are synced
   if (pause_publisher_) {
     pause_publisher_ = false;
     // Loss policy: a subscriber's queue is full; stop reading this publisher until it drains.
@@ -114,7 +144,7 @@ Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
 }
 
 void Shard::publish_internal(const MessagePtr& m) {
-  if (m->retain) broker_.retained().set(m);
+  if (m->retain) broker_.retained().set(m);  // $SYS: rebuilt at start, never stored
   route(m, {});
 }
 
@@ -165,47 +195,66 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
         break;
       }
     }
+    // A QoS 1/2 delivery to a persistent session is stored before it is acknowledged (ADR 0002).
+    const bool durable = targets_[i].durable && d.qos > 0 && store_;
+    if (durable) store_delivery(d, targets_[i].client_id);
     // Inline rather than dispatch(): this is the per-message path. A local session is always found
     // here (its subscriptions leave the router on this thread before it is freed).
     unsigned w = worker_of(key);
     if (w == index_) {
       auto it = by_id_.find(local_of(key));
-      if (it != by_id_.end()) deliver_local(*it->second, std::move(d));
+      if (it != by_id_.end()) {
+        deliver_local(*it->second, std::move(d));
+      } else if (durable) {
+        forget(d, targets_[i].client_id);
+      }
     } else {
       if (outbox_.empty()) outbox_.resize(broker_.workers());
-      outbox_[w].push_back(InboxItem{local_of(key), std::move(d)});
+      outbox_[w].push_back(InboxItem{local_of(key), std::move(d), durable ? std::move(targets_[i].client_id) : std::string()});
     }
     i = j;
+  }
+  // The reference the message's record got while it was routed (store_delivery).
+  if (m->store_id && routing_ref_) {
+    routing_ref_ = false;
+    unref(*m);
   }
   return Reason::kSuccess;
 }
 
-void Shard::dispatch(SessionKey key, Delivery&& d) {
+void Shard::dispatch(SessionKey key, Delivery&& d, const std::string* client) {
   unsigned w = worker_of(key);
   if (w == index_) {
     auto it = by_id_.find(local_of(key));
     if (it != by_id_.end()) {
       deliver_local(*it->second, std::move(d));
     } else if (d.share) {
-      reroute(d, key, false);
+      reroute(d, key, false, client);
+    } else if (d.seq && client) {
+      forget(d, *client);
     }
   } else {
     if (outbox_.empty()) outbox_.resize(broker_.workers());
-    outbox_[w].push_back(InboxItem{local_of(key), std::move(d)});
+    outbox_[w].push_back(InboxItem{local_of(key), std::move(d), d.seq && client ? *client : std::string()});
   }
 }
 
-bool Shard::reroute(Delivery& d, SessionKey from, bool connected_only) {
+bool Shard::reroute(Delivery& d, SessionKey from, bool connected_only, const std::string* from_client) {
   Target t;
   if (!d.msg || !broker_.router().choose(d.share, from, connected_only, t)) return false;
   // Delivered at the new member's own granted QoS and options [MQTT-4.8.2-3].
   Delivery nd;
-  nd.msg = std::move(d.msg);
+  nd.msg = d.msg;
   nd.qos = broker_.limits().upgrade_outgoing_qos ? t.opts.qos : std::min(t.opts.qos, nd.msg->qos);
   nd.retain = t.opts.retain_as_published && nd.msg->retain;
   if (t.opts.subscription_id) nd.sub_ids.push_back(t.opts.subscription_id);
   nd.share = d.share;
-  dispatch(t.key, std::move(nd));
+  // The store follows the message: a new entry for a durable member, then the old one goes.
+  const bool durable = t.durable && nd.qos > 0 && store_ && nd.msg->store_id;
+  if (durable) store_delivery(nd, t.client_id);
+  if (d.seq && from_client) forget(d, *from_client);
+  d.msg.reset();
+  dispatch(t.key, std::move(nd), durable ? &t.client_id : nullptr);
   return true;
 }
 
@@ -219,7 +268,7 @@ void Shard::redistribute(Session& s, bool connected_only) {
   std::size_t w = 0;
   for (std::size_t r = 0; r < st.inflight.size(); ++r) {
     auto& f = st.inflight[r];
-    if (f.delivery.share && f.delivery.qos == 1 && reroute(f.delivery, s.key, connected_only)) continue;
+    if (f.delivery.share && f.delivery.qos == 1 && reroute(f.delivery, s.key, connected_only, &s.client_id)) continue;
     if (w != r) st.inflight[w] = std::move(f);
     ++w;
   }
@@ -230,7 +279,7 @@ void Shard::redistribute(Session& s, bool connected_only) {
     auto& d = st.queue[r];
     if (d.share) {
       std::size_t bytes = d.msg ? d.msg->payload.size() : 0;
-      if (reroute(d, s.key, connected_only)) {
+      if (reroute(d, s.key, connected_only, &s.client_id)) {
         st.queued_bytes -= bytes;
         continue;
       }
@@ -261,11 +310,17 @@ void Shard::deliver_local(Session& s, Delivery d) {
   }
   // A shared message for a member that went offline after it was chosen: a connected member takes
   // it if there is one; otherwise it waits here like any other (section 4.8.2).
-  if (d.share && reroute(d, s.key, true)) return;
-  if (!s.persistent) return;
-  if (d.qos == 0 && !broker_.limits().queue_qos0) return;  // queue_qos0_messages false
+  if (d.share && reroute(d, s.key, true, &s.client_id)) return;
+  if (!s.persistent || (d.qos == 0 && !broker_.limits().queue_qos0)) {  // queue_qos0_messages false
+    if (d.seq) forget(d, s.client_id);
+    return;
+  }
   stats_.changes.fetch_add(1, std::memory_order_relaxed);
+  const std::uint64_t seq = d.seq;
+  Delivery kept;
+  if (seq) kept = d;  // only stored deliveries pay for the copy
   if (!protocol::queue_offline(s.state, std::move(d), broker_.limits())) {
+    if (seq) forget(kept, s.client_id);  // the offline-queue bound: the one loss every mode allows
     stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
     // Rate-limited: the first drop and then every 1000th.
     if (s.drops_logged++ % 1000 == 0) {
@@ -277,12 +332,21 @@ void Shard::deliver_local(Session& s, Delivery d) {
 void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::vector<std::uint8_t>& codes) {
   auto* s = static_cast<Session*>(c.user);
   send_retained_.assign(sub.topics.size(), 0);
+  const bool durable = s->durable.load(std::memory_order_relaxed);
+  if (durable && store_->full() && store_full()) {
+    // A persistent session's subscriptions need the store: refused while it is full.
+    for (auto& code : codes) {
+      if (code < 0x80) code = c.version() == codec::Version::kV5 ? to_byte(Reason::kQuotaExceeded) : 0x80;
+    }
+    return;
+  }
   for (std::size_t i = 0; i < sub.topics.size(); ++i) {
     if (codes[i] >= 0x80) continue;
     const auto& t = sub.topics[i];
     SubOptions o{t.qos, t.no_local, t.retain_as_published,
                  sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
-    bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested, &s->presence);
+    bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested, &s->presence,
+                                            &s->durable);
     stats_.changes.fetch_add(1, std::memory_order_relaxed);
     s->subs[t.filter] = o;
     std::string_view share_name;
@@ -292,6 +356,10 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
     // Retain handling: 0 always, 1 only for a new subscription, 2 never [MQTT-3.3.1-9..11]. A shared
     // subscription gets no retained messages on subscribe: they would go to every member at once.
     send_retained_[i] = !shared && (t.retain_handling == 0 || (t.retain_handling == 1 && fresh));
+  }
+  if (durable) {
+    write_session(*s, true);
+    hold(c, false);  // SUBACK once the subscriptions are stored
   }
 }
 
@@ -322,6 +390,10 @@ void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std
     s->subs.erase(u.filters[i]);
     codes[i] = existed ? 0x00 : to_byte(Reason::kNoSubscriptionExisted);
   }
+  if (s->durable.load(std::memory_order_relaxed)) {
+    write_session(*s, false);
+    hold(c, true);  // UNSUBACK once the change is stored
+  }
 }
 
 protocol::MessagePtr Shard::take_will(ServerConnection& c) {
@@ -337,7 +409,7 @@ protocol::MessagePtr Shard::take_will(ServerConnection& c) {
 
 void Shard::send_will(const protocol::MessagePtr& m) {
   log(1, fmt::format("Sending will of client {} to {}.", m->origin, m->topic));
-  if (m->retain) broker_.retained().set(m);
+  if (m->retain) broker_.retained().set(m, store_);
   route(m, std::string(m->origin));
 }
 
@@ -346,6 +418,7 @@ void Shard::publish_will(ServerConnection& c) {
 }
 
 void Shard::on_closed(ServerConnection& c, CloseCause) {
+  by_serial_.erase(c.serial);  // store completions no longer reach it
   auto* s = static_cast<Session*>(c.user);
   if (s == nullptr) {
     if (io_) io_->output_ready(c);
@@ -372,7 +445,11 @@ void Shard::on_closed(ServerConnection& c, CloseCause) {
       s->will_due = s->offline_since + std::chrono::seconds(std::min(delay, expiry));
     }
     if (will) send_will(will);
-    if (!s->persistent) end_session(*s);  // [MQTT-3.1.2-6] clean session ends with the connection
+    if (!s->persistent) {
+      end_session(*s);  // [MQTT-3.1.2-6] clean session ends with the connection
+    } else if (s->durable.load(std::memory_order_relaxed)) {
+      write_session(*s, false);  // offline since now, with its expiry and pending will
+    }
   } else if (will) {
     send_will(will);
   }
@@ -416,7 +493,7 @@ Session& Shard::restore_session(const std::string& client_id, std::uint32_t expi
 }
 
 void Shard::restore_subscription(Session& s, const std::string& filter, const SubOptions& o) {
-  broker_.router().subscribe(filter, s.key, s.client_id, o, &s.state.congested, &s.presence);
+  broker_.router().subscribe(filter, s.key, s.client_id, o, &s.state.congested, &s.presence, &s.durable);
   s.subs[filter] = o;
   std::string_view share_name;
   std::string_view inner;
@@ -434,6 +511,24 @@ void Shard::end_session(Session& s) {
   // Its shared messages go to the other members of their groups (QoS 2 in flight does not
   // [MQTT-4.8.2-5]); with none left, they end with the session.
   if (s.shared_member) redistribute(s, false);
+  if (store_) {
+    // Its records go (one range delete), and with them its references to stored messages.
+    bool any = s.durable.load(std::memory_order_relaxed) || s.persistent;
+    for (const auto& f : s.state.inflight) {
+      if (f.delivery.seq && f.delivery.msg) unref(*f.delivery.msg);
+      any = any || f.delivery.seq;
+    }
+    for (const auto& d : s.state.queue) {
+      if (d.seq && d.msg) unref(*d.msg);
+      any = any || d.seq;
+    }
+    for (auto id : s.stored_inbound) {
+      auto it = s.state.inbound_qos2.find(id);
+      if (it != s.state.inbound_qos2.end() && it->second && it->second->store_id) unref(*it->second);
+    }
+    if (any || !s.stored_inbound.empty()) progress_.erase_session_state(s.client_id);
+    s.durable.store(false, std::memory_order_relaxed);
+  }
   by_id_.erase(s.local_id);
   by_client_.erase(s.client_id);  // destroys s
 }
@@ -500,7 +595,7 @@ void Shard::hand_over(std::vector<T>& items, std::vector<T>& inbox) {
   bool wake;
   {
     std::lock_guard lock(inbox_mu_);
-    wake = inbox_.empty() && control_in_.empty();  // woken only when the inbox was empty
+    wake = inbox_.empty() && control_in_.empty() && store_done_in_.empty();  // woken only when the inbox was empty
     append(inbox, items);
   }
   if (wake && io_) io_->wake();
@@ -515,7 +610,10 @@ void Shard::drain_inbox() {
     std::lock_guard lock(inbox_mu_);
     draining_.swap(inbox_);
     control_draining_.swap(control_in_);
+    store_done_draining_.swap(store_done_in_);
   }
+  for (store::Status st : store_done_draining_) store_done(st);
+  store_done_draining_.clear();
   for (const Control& c : control_draining_) {
     if (c.kind == Control::kWait) {
       add_waiter(c.session, c.other);
@@ -526,11 +624,14 @@ void Shard::drain_inbox() {
   control_draining_.clear();
   for (auto& item : draining_) {
     auto it = by_id_.find(item.session);
+    const std::string* client = item.client_id.empty() ? nullptr : &item.client_id;
     if (it != by_id_.end()) {
       deliver_local(*it->second, std::move(item.delivery));
     } else if (item.delivery.share) {
       // Its session ended while the message was on the way: another member of the group takes it.
-      reroute(item.delivery, make_key(index_, item.session), false);
+      reroute(item.delivery, make_key(index_, item.session), false, client);
+    } else if (item.delivery.seq && client) {
+      forget(item.delivery, *client);  // its session ended meanwhile
     }
   }
   draining_.clear();
@@ -564,7 +665,11 @@ void Shard::publish_sys(protocol::TimePoint now) {
 
 void Shard::tick(protocol::TimePoint now) {
   publish_sys(now);
-  if (index_ == 0) broker_.retained().purge_expired(now);
+  if (index_ == 0) broker_.retained().purge_expired(now, store_);
+  if (now - last_purge_ >= std::chrono::seconds(10)) {
+    last_purge_ = now;
+    purge_expired_queues(now);
+  }
   std::vector<Session*> expired;
   for (auto& [id, s] : by_client_) {
     if (s->pending_will && now >= s->will_due) send_will(std::exchange(s->pending_will, nullptr));

@@ -2,7 +2,9 @@
 // One worker's part of the broker: the sessions and connections this worker owns. Every method runs
 // on the owner worker thread except enqueue(), which any thread may call to hand over deliveries.
 #include <atomic>
+#include <deque>
 #include <memory>
+#include <unordered_set>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -10,6 +12,7 @@
 
 #include "broker/broker.hpp"
 #include "broker/sys_topics.hpp"
+#include "store/store.hpp"
 
 namespace tern::broker {
 
@@ -38,6 +41,12 @@ struct Session {
   // client comes back first (then cancelled) or the session ends first (then published at once).
   protocol::MessagePtr pending_will;
   protocol::TimePoint will_due{};
+  // The store (docs/durability.md): whether QoS 1/2 deliveries to this session are stored (it is
+  // persistent and the broker has a store; read by other workers through the router), the protocol
+  // version of its last connection, and its inbound QoS 2 ids that have a store record.
+  std::atomic<bool> durable{false};
+  codec::Version version = codec::Version::kV311;
+  std::unordered_set<std::uint16_t> stored_inbound;
 };
 
 // A back-pressure signal between workers: "pause publisher `other` until session `session` drains"
@@ -52,6 +61,7 @@ struct Control {
 struct InboxItem {
   std::uint64_t session;  // local id on the destination worker
   protocol::Delivery delivery;
+  std::string client_id;  // a stored delivery's session (its queue entry's key); else empty
 };
 
 class Shard : public protocol::ConnectionHandler {
@@ -59,6 +69,7 @@ class Shard : public protocol::ConnectionHandler {
   Shard(Broker& broker, unsigned index);
   ~Shard() override;
   void set_io(WorkerIo* io) { io_ = io; }
+  void set_store(store::Store* s) { store_ = s; }
   unsigned index() const { return index_; }
 
   // protocol::ConnectionHandler
@@ -75,6 +86,10 @@ class Shard : public protocol::ConnectionHandler {
   void on_drained(protocol::ServerConnection& c) override;
   std::string assign_client_id(const std::string& prefix) override;
   void log(int level, const std::string& line) override;
+  Reason on_qos2_held(protocol::ServerConnection& c, std::uint16_t packet_id, const protocol::MessagePtr& m) override;
+  void on_qos2_released(protocol::ServerConnection& c, std::uint16_t packet_id, const protocol::MessagePtr& m) override;
+  void on_stored_flight(protocol::ServerConnection& c, const protocol::Delivery& d, std::uint16_t packet_id,
+                        Flight f) override;
 
   // Publishes the connection's will now, if it has one (then it has none). On a graceful stop every
   // will goes out before any connection is closed, as Mosquitto 2.0 does.
@@ -88,8 +103,12 @@ class Shard : public protocol::ConnectionHandler {
   void drain_inbox();
   // Owner thread: hand collected cross-worker deliveries to their workers (one batch each).
   void flush_outboxes();
+  // Owner thread, after every batch of work and before flush_outboxes: submits what this worker
+  // wrote to the store in it (so another worker never sees a delivery before its records).
+  void flush_store();
   // Owner thread, about once a second: session expiry.
   void tick(protocol::TimePoint now);
+
   std::size_t session_count() const { return by_client_.size(); }
   // Every session of this worker, by client id (owner thread, or no worker running).
   const std::unordered_map<std::string, std::unique_ptr<Session>>& sessions() const { return by_client_; }
@@ -104,6 +123,34 @@ class Shard : public protocol::ConnectionHandler {
 
  private:
   Reason route(const protocol::MessagePtr& m, const std::string& publisher);
+  // The store (durable.cpp).
+  friend class Recovery;
+  std::uint64_t next_store_id() { return broker_.next_store_id(); }
+  // Puts the message's record (once) and a queue entry for a delivery to durable session `client`.
+  void store_delivery(protocol::Delivery& d, const std::string& client);
+  // The session no longer holds a stored delivery: its queue entry goes, and the message with the
+  // last reference.
+  void forget(const protocol::Delivery& d, const std::string& client);
+  void unref(const protocol::Message& m);
+  // Writes the session's record: into the new-work batch (refused when the store is full) or the
+  // progress batch (always written).
+  void write_session(const Session& s, bool new_work);
+  // The acknowledgement `c` is about to send waits for this iteration's batch (progress or new work).
+  void hold(protocol::ServerConnection& c, bool progress);
+  // Whether new persistent work must be refused (the store is full), logging it once.
+  bool store_full();
+  // Whether routing `m` would store anything (a durable target, or a retained message).
+  bool needs_store(const protocol::MessagePtr& m, const std::string& publisher);
+  // Answers a refusal because the store is full: 5.0 gets 0x97, 3.1.1 is disconnected.
+  Reason refuse_full(protocol::ServerConnection& c);
+  void store_done(store::Status st);
+  bool is_durable(const Session& s) const;
+  // Whether the connection asks for a session that outlives it.
+  bool wants_persistence(const protocol::ServerConnection& c) const;
+  bool routing_ref_ = false;  // route() holds a reference on the message's record
+  // Drops expired messages from the queues of offline sessions (and their records) [MQTT-3.3.2-5].
+  void purge_expired_queues(protocol::TimePoint now);
+  protocol::TimePoint last_purge_{};
   void deliver_local(Session& s, protocol::Delivery d);
   // Back-pressure: register `publisher` as waiting on subscriber session `sub` (any worker), and
   // resume a publisher (any worker).
@@ -123,15 +170,18 @@ class Shard : public protocol::ConnectionHandler {
   // members, and what none takes stays.
   void redistribute(Session& s, bool connected_only);
   // Gives a shared delivery that session `from` cannot take to another member; false when none.
-  bool reroute(protocol::Delivery& d, SessionKey from, bool connected_only);
+  // `from_client` names the session whose stored entry it was (then that entry goes).
+  bool reroute(protocol::Delivery& d, SessionKey from, bool connected_only, const std::string* from_client = nullptr);
   // Sends a delivery to a session of any worker (shared subscriptions' second choices).
-  void dispatch(SessionKey key, protocol::Delivery&& d);
+  // `client` is the target's client id when the delivery is stored.
+  void dispatch(SessionKey key, protocol::Delivery&& d, const std::string* client = nullptr);
   // Builds the connection's will as a message and clears it (nullptr when there is none).
   protocol::MessagePtr take_will(protocol::ServerConnection& c);
   void send_will(const protocol::MessagePtr& m);
   Session& new_session(const std::string& client_id);
 
   Broker& broker_;
+  store::Store* store_ = nullptr;
   unsigned index_;
   Stats& stats_;  // this worker's counters
   WorkerIo* io_ = nullptr;
@@ -147,6 +197,21 @@ class Shard : public protocol::ConnectionHandler {
   const bool sticky_shared_;  // shared_subscription_strategy sticky
   protocol::TimePoint last_sys_{};
   SysTree sys_;  // worker 0: the $SYS tree's state between publications
+  // The store: this iteration's new work (messages, queue entries, sessions, inbound ids, retained)
+  // and progress (erases and state changes; written even at the size bound), the tickets waiting
+  // for each, and the tickets of submitted batches in submission order.
+  store::Batch work_;
+  store::Batch progress_;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> work_tickets_;  // (connection serial, ticket)
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> progress_tickets_;
+  std::deque<std::vector<std::pair<std::uint64_t, std::uint64_t>>> submitted_;
+  std::uint64_t next_serial_ = 1;
+  std::unordered_map<std::uint64_t, protocol::ServerConnection*> by_serial_;
+  bool full_logged_ = false;
+  bool failure_logged_ = false;
+  std::vector<store::Status> store_done_in_;  // completions, under inbox_mu_
+  std::vector<store::Status> store_done_draining_;
+  std::vector<Target> scratch_targets_;
   std::mutex inbox_mu_;
   std::vector<InboxItem> inbox_;
   std::vector<InboxItem> draining_;

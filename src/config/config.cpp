@@ -18,7 +18,8 @@ struct Ctx {
   [[noreturn]] void fail(const std::string& why) const {
     throw ConfigError(file + ":" + std::to_string(line) + ": " + key + ": " + why);
   }
-  std::string where() const { return file + ":" + std::to_string(line) + ": " + key; }
+  std::string at() const { return file + ":" + std::to_string(line); }
+  std::string where() const { return at() + ": " + key; }
 };
 
 std::vector<std::string> split_ws(const std::string& s) {
@@ -43,6 +44,26 @@ std::uint64_t parse_uint(const Ctx& c, const std::vector<std::string>& a, std::u
   if (ec != std::errc() || p != a[1].data() + a[1].size()) c.fail("not a number: '" + a[1] + "'");
   if (v > max) c.fail("value " + a[1] + " is larger than " + std::to_string(max));
   return v;
+}
+
+// A byte count with an optional binary suffix: k/K = KiB, m/M = MiB, g/G = GiB.
+std::uint64_t parse_size(const Ctx& c, const std::vector<std::string>& a) {
+  if (a.size() != 2 || a[1].empty()) c.fail("expects a size in bytes (suffixes k, m, g)");
+  std::string num = a[1];
+  unsigned shift = 0;
+  switch (num.back()) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    default: break;
+  }
+  if (shift != 0) num.pop_back();
+  return parse_uint(c, {a[0], num}, UINT64_MAX >> shift) << shift;
+}
+
+void ignored_snapshot_key(Config& cfg, const Ctx& c) {
+  cfg.warnings.push_back(c.at() + ": " + c.key +
+                         " is ignored: Tern's store writes every change as it happens (docs/durability.md)");
 }
 
 // Mosquitto keys Tern does not implement yet. Ignoring them would weaken security or durability, so
@@ -270,13 +291,30 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
   } else if (k == "persistence_location") {
     if (a.size() != 2) c.fail("expects a directory");
     cfg.persistence_location = a[1];
+  } else if (k == "persistence_mode") {
+    if (a.size() != 2 || (a[1] != "sync" && a[1] != "batched")) c.fail("expects sync or batched");
+    cfg.persistence_mode = a[1] == "batched" ? Config::PersistenceMode::kBatched : Config::PersistenceMode::kSync;
+  } else if (k == "persistence_batch_window") {
+    cfg.persistence_batch_window = static_cast<std::uint32_t>(parse_uint(c, a, 60000));
+    if (cfg.persistence_batch_window == 0) c.fail("must be at least 1 (milliseconds)");
+  } else if (k == "persistence_max_size") {
+    cfg.persistence_max_size = parse_size(c, a);
+  } else if (k == "persistence_track_syncs") {
+#if TERN_TEST_HOOKS
+    cfg.persistence_track_syncs = parse_bool(c, a);
+#else
+    c.fail("only in test builds (CMake option TERN_TEST_HOOKS)");
+#endif
   } else if (k == "persistence_file") {
     if (a.size() != 2 || a[1].empty()) c.fail("expects a file name");
     cfg.persistence_file = a[1];
+    ignored_snapshot_key(cfg, c);
   } else if (k == "autosave_interval") {
     cfg.autosave_interval = static_cast<std::uint32_t>(parse_uint(c, a, UINT32_MAX));
+    ignored_snapshot_key(cfg, c);
   } else if (k == "autosave_on_changes") {
     cfg.autosave_on_changes = parse_bool(c, a);
+    ignored_snapshot_key(cfg, c);
   } else if (k == "include_dir") {
     if (a.size() != 2) c.fail("expects a directory");
     std::vector<std::filesystem::path> files;

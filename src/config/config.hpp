@@ -80,10 +80,25 @@ struct Config {
   // How a shared subscription group ($share/GROUP/FILTER) picks the member for a message.
   enum class SharedStrategy { kRoundRobin, kSticky };
   SharedStrategy shared_subscription_strategy = SharedStrategy::kRoundRobin;
-  // Persistence with Mosquitto's meaning: the broker's state is saved to one file on shutdown and
-  // every autosave_interval seconds (or changes, with autosave_on_changes), and restored at start.
-  bool persistence = false;
+  // Persistence: the embedded store (docs/store.md) writes every change as it happens and the
+  // broker acknowledges once it is durable. On by default (Mosquitto: off).
+  bool persistence = true;
   std::string persistence_location;  // directory; empty = the working directory
+  // kSync: acknowledged means synced to disk. kBatched: written at once, synced every
+  // persistence_batch_window (a power cut may lose that window; see docs/durability.md).
+  enum class PersistenceMode { kSync, kBatched };
+  PersistenceMode persistence_mode = PersistenceMode::kSync;
+  std::uint32_t persistence_batch_window = 10;  // milliseconds, 1..60000
+  std::uint64_t persistence_max_size = 0;       // bytes; 0 = no bound
+  // Power-cut tests: the store records what is durable in <store_path>.syncs (test builds only).
+  bool persistence_track_syncs = false;
+  // The store's directory: <persistence_location>/tern-store.
+  std::string store_path() const {
+    if (persistence_location.empty()) return "tern-store";
+    if (persistence_location.back() == '/') return persistence_location + "tern-store";
+    return persistence_location + "/tern-store";
+  }
+  // Mosquitto's snapshot keys: parsed and validated, otherwise ignored (a warning each).
   std::string persistence_file = "tern.db";
   std::uint32_t autosave_interval = 1800;
   bool autosave_on_changes = false;

@@ -14,7 +14,6 @@
 #include <unordered_map>
 
 #include "broker/shard.hpp"
-#include "broker/snapshot.hpp"
 #include "codec/websocket.hpp"
 #include "core/log.hpp"
 #include "net/ws_handshake.hpp"
@@ -135,6 +134,7 @@ struct Worker final : broker::WorkerIo {
   // Runs after every batch of work: hand cross-worker deliveries over, then write what is pending.
   void after_event() {
     for (;;) {
+      shard.flush_store();  // before any delivery reaches another worker
       shard.flush_outboxes();
       while (!dirty.empty()) {
         std::vector<Conn*> batch;
@@ -440,7 +440,7 @@ std::string peer_string(const tcp::endpoint& ep) {
 }  // namespace
 
 struct Server::Impl {
-  Impl(const config::Config& c, broker::Broker& b) : cfg(c), broker(b), signals(io), autosave(io) {}
+  Impl(const config::Config& c, broker::Broker& b) : cfg(c), broker(b), signals(io) {}
 
   const config::Config& cfg;
   broker::Broker& broker;
@@ -450,56 +450,6 @@ struct Server::Impl {
   std::vector<std::unique_ptr<Worker>> workers;
   std::size_t max_connections = 0;
   unsigned next_worker = 0;
-  asio::steady_timer autosave;
-  std::uint64_t changes_at_save = 0;
-  Clock::time_point last_save = Clock::now();
-
-  // `persistence true`: saves the broker's state. With workers running, each worker encodes its own
-  // sessions on its thread (the others keep serving); the file is written here, on the main thread.
-  void save(bool workers_running) {
-    auto now = Clock::now();
-    std::vector<std::string> sections;
-    if (workers_running) {
-      std::vector<std::future<std::string>> parts;
-      for (auto& w : workers) {
-        auto task = std::make_shared<std::packaged_task<std::string()>>(
-            [&w, now] { return broker::encode_sessions(w->shard, now); });
-        parts.push_back(task->get_future());
-        asio::post(w->io, [task] { (*task)(); });
-      }
-      for (auto& p : parts) {
-        if (p.wait_for(std::chrono::seconds(30)) != std::future_status::ready) {
-          log::write(log::kError, "Error saving in-memory database: a worker did not answer.");
-          return;
-        }
-        sections.push_back(p.get());
-      }
-    } else {
-      for (auto& w : workers) sections.push_back(broker::encode_sessions(w->shard, now));
-    }
-    sections.push_back(broker::encode_retained(broker.retained(), now));
-    std::string error;
-    changes_at_save = broker.total(&broker::Stats::changes);
-    last_save = Clock::now();
-    if (!broker::write_snapshot(cfg.persistence_path(), sections, error)) {
-      log::write(log::kError, "Error saving in-memory database: " + error);
-      return;
-    }
-    log::write(log::kInformation, fmt::format("Saving in-memory database to {}.", cfg.persistence_path()));
-  }
-
-  // autosave_interval seconds (0: only on shutdown), or that many changes with autosave_on_changes.
-  void arm_autosave() {
-    if (!cfg.persistence || cfg.autosave_interval == 0) return;
-    autosave.expires_after(cfg.autosave_on_changes ? std::chrono::seconds(1) : std::chrono::seconds(cfg.autosave_interval));
-    autosave.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
-      if (!cfg.autosave_on_changes || broker.total(&broker::Stats::changes) - changes_at_save >= cfg.autosave_interval) {
-        save(true);
-      }
-      arm_autosave();
-    });
-  }
 
   void open(const config::Listener& l) {
     std::vector<tcp::endpoint> eps;
@@ -750,7 +700,6 @@ int Server::run() {
     im.io.stop();
   });
   for (auto& w : im.workers) w->start();
-  im.arm_autosave();
   im.io.run();
   log::write(log::kNotice, fmt::format("Tern broker stopping on signal {}.", stop_signal));
   // Graceful stop. First every connected client's will is published (Mosquitto 2.0 does so), and
@@ -780,7 +729,6 @@ int Server::run() {
     w->io.stop();
     if (w->thread.joinable()) w->thread.join();
   }
-  if (im.cfg.persistence) im.save(false);
   return 0;
 }
 

@@ -38,6 +38,14 @@ class Message {
   const codec::Properties& props() const { return props_ ? *props_ : kNoProperties; }
   bool has_props() const { return props_ != nullptr; }
 
+  // Store bookkeeping (docs/durability.md), the one mutable part. store_id is the message's record
+  // id once the worker that routes it has put the record in the store (0 = not stored); it is set
+  // before the message is handed to any other worker. store_refs counts the store records that refer
+  // to the message (queue entries, an inbound QoS 2 id, plus one while it is being routed); whoever
+  // takes it to zero erases the message record.
+  mutable std::uint64_t store_id = 0;
+  mutable std::atomic<std::uint32_t> store_refs{0};
+
  private:
   friend class MessagePtr;
   Message() = default;

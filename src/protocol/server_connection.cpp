@@ -48,6 +48,7 @@ const char* close_cause_name(CloseCause c) {
     case CloseCause::kRefused: return "connection refused";
     case CloseCause::kServerShutdown: return "server shutdown";
     case CloseCause::kSlowConsumer: return "slow consumer";
+    case CloseCause::kStoreFailure: return "store failure";
   }
   return "unknown";
 }
@@ -102,7 +103,7 @@ void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
 
 std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
   std::size_t off = 0;
-  while (off < n && !paused_ &&
+  while (off < n && !paused() &&
          (state_ == State::kAwaitConnect || state_ == State::kAuthenticating || state_ == State::kConnected)) {
     // [MQTT-3.1.0-1] the first packet from the client must be CONNECT: its first byte is enough to
     // tell (no waiting for the rest of a packet that is not one, e.g. HTTP on the MQTT port).
@@ -179,7 +180,7 @@ void ServerConnection::protocol_violation(Reason reason, const char* what) {
       codec::encode_packet(d, version_, probe);
       if (client_max_packet_ != 0 && probe.size() > client_max_packet_) d.props.reason_string.reset();
     }
-    send(d);
+    send_to(out_, d);  // not behind acknowledgements that wait: they will not be sent
   }
   // On 3.x a violation after CONNACK just closes the connection [MQTT-4.8.0-1].
   close(CloseCause::kProtocolError);
@@ -210,6 +211,7 @@ void ServerConnection::close(CloseCause cause) {
     case CloseCause::kTakenOver:
     case CloseCause::kRefused:
     case CloseCause::kSlowConsumer:
+    case CloseCause::kStoreFailure:
     case CloseCause::kNone: break;
   }
   handler_.on_closed(*this, cause);
@@ -252,18 +254,96 @@ void ServerConnection::on_tick(TimePoint now) {
 void ServerConnection::disconnect(Reason reason, CloseCause cause) {
   if (state_ == State::kClosed) return;
   // [MQTT-3.14.0-1] never DISCONNECT before a successful CONNACK.
-  if (state_ == State::kConnected && version_ == Version::kV5) send(codec::Disconnect{to_byte(reason), {}});
+  if (state_ == State::kConnected && version_ == Version::kV5) send_to(out_, codec::Disconnect{to_byte(reason), {}});
   close(cause);
 }
 
-void ServerConnection::send(const codec::Packet& p) {
+void ServerConnection::send_to(OutBuffer& out, const codec::Packet& p) {
   ++counters_.packets_out;  // $SYS messages/sent
-  codec::encode_packet(p, version_, out_.bytes);
+  codec::encode_packet(p, version_, out.bytes);
+}
+
+std::uint64_t ServerConnection::hold() {
+  if (in_packet_ && packet_gate_ != 0) return packet_gate_;
+  Gate g;
+  g.ticket = next_ticket_++;
+  g.ack_slot = expect_ack_;
+  gates_.push_back(std::move(g));
+  if (in_packet_) packet_gate_ = gates_.back().ticket;
+  return gates_.back().ticket;
+}
+
+bool ServerConnection::take_ack_slot() {
+  if (gates_.empty() || !gates_.back().ack_slot) return false;
+  gates_.back().ack_slot = false;
+  gates_.back().has_ack = true;
+  return true;
+}
+
+void ServerConnection::complete(std::uint64_t ticket, bool ok) {
+  for (auto& g : gates_) {
+    if (g.ticket == ticket) {
+      g.done = true;
+      g.failed = g.failed || !ok;
+      break;
+    }
+  }
+  release_gates();
+}
+
+void ServerConnection::release_gates() {
+  while (!gates_.empty() && gates_.front().done && state_ != State::kClosed) {
+    Gate g = std::move(gates_.front());
+    gates_.pop_front();
+    if (g.failed) {
+      const bool quota = g.has_ack && version_ == Version::kV5 &&
+                         (g.ack_type == PacketType::kPuback || g.ack_type == PacketType::kPubrec);
+      // Never an acknowledgement for what the store did not take. A QoS 2 id not stored is
+      // forgotten, so a resent PUBLISH is a new one, not a duplicate to acknowledge.
+      if (g.has_ack && g.ack_type == PacketType::kPubrec && session_) session_->inbound_qos2.erase(g.ack_id);
+      if (!quota) {
+        log(2, fmt::format("Client {}: the store could not write its {}, closing the connection.", client_id_,
+                           g.has_ack ? codec::packet_name(g.ack_type) : "session state"));
+        gates_.clear();
+        close(CloseCause::kStoreFailure);
+        return;
+      }
+      log(2, fmt::format("Client {}: the store could not write the message of {} {}; answered 0x97.", client_id_,
+                         codec::packet_name(g.ack_type), g.ack_id));
+      g.ack_reason = to_byte(Reason::kQuotaExceeded);
+    }
+    if (g.has_ack) {
+      if (g.ack_type == PacketType::kSuback || g.ack_type == PacketType::kUnsuback) {
+        send_to(out_, codec::SubAck{g.ack_type, g.ack_id, std::move(g.ack_codes), {}});
+        if (limits_.verbose) log(0, fmt::format("Sending {} to {}", codec::packet_name(g.ack_type), client_id_));
+      } else {
+        emit_ack(out_, g.ack_type, g.ack_id, g.ack_reason);
+      }
+    }
+    out_.append(std::move(g.held));
+  }
+}
+
+std::size_t ServerConnection::buffered() const {
+  std::size_t n = out_.size();
+  for (const auto& g : gates_) n += g.held.size();
+  return n;
 }
 
 void ServerConnection::send_ack(PacketType t, std::uint16_t id, std::uint8_t reason) {
+  if (take_ack_slot()) {
+    auto& g = gates_.back();
+    g.ack_type = t;
+    g.ack_id = id;
+    g.ack_reason = reason;
+    return;
+  }
+  emit_ack(sink(), t, id, reason);  // behind any acknowledgement that waits: the order is kept
+}
+
+void ServerConnection::emit_ack(OutBuffer& out, PacketType t, std::uint16_t id, std::uint8_t reason) {
   codec::Ack a{t, id, version_ == Version::kV5 ? reason : std::uint8_t{0}, {}};
-  send(a);
+  send_to(out, a);
   if (limits_.verbose) {
     if (t == PacketType::kPubcomp || t == PacketType::kPubrel) {
       log(0, fmt::format("Sending {} to {} (m{})", codec::packet_name(t), client_id_, id));
@@ -274,6 +354,14 @@ void ServerConnection::send_ack(PacketType t, std::uint16_t id, std::uint8_t rea
 }
 
 void ServerConnection::handle(codec::Packet& p, const codec::FrameHeader& h) {
+  in_packet_ = true;
+  packet_gate_ = 0;
+  handle_packet(p, h);
+  in_packet_ = false;
+  expect_ack_ = false;
+}
+
+void ServerConnection::handle_packet(codec::Packet& p, const codec::FrameHeader& h) {
   if (state_ == State::kAuthenticating && h.type() != PacketType::kAuth && h.type() != PacketType::kDisconnect) {
     // Only AUTH (or DISCONNECT) may follow a CONNECT with an authentication method until CONNACK
     // (section 4.12): anything else ends the attempt.
@@ -511,6 +599,7 @@ void ServerConnection::accept(SessionState* session, bool session_present, codec
     if (it->released) {
       send_ack(PacketType::kPubrel, it->packet_id, 0);
     } else if (!send_publish(it->delivery, it->packet_id, true)) {
+      if (it->delivery.seq) handler_.on_stored_flight(*this, it->delivery, it->packet_id, ConnectionHandler::Flight::kDone);
       it = session_->inflight.erase(it);
       continue;
     }
@@ -596,7 +685,8 @@ void ServerConnection::handle_publish(codec::Publish& p) {
   if (p.qos == 2) {
     auto& held = session_->inbound_qos2;
     if (held.count(p.packet_id)) {
-      // A resent PUBLISH with a held packet id: acknowledge, never forward twice [MQTT-4.3.3-9].
+      // A resent PUBLISH with a held packet id: acknowledge, never forward twice [MQTT-4.3.3-9]
+      // (behind the first PUBREC if that still waits for the store).
       send_ack(PacketType::kPubrec, p.packet_id, 0);
       return;
     }
@@ -624,13 +714,21 @@ void ServerConnection::handle_publish(codec::Publish& p) {
   switch (p.qos) {
     case 0: handler_.on_publish(*this, msg); break;
     case 1: {
+      expect_ack_ = true;  // a durable message's PUBACK waits for the store
       Reason r = handler_.on_publish(*this, msg);
+      if (state_ == State::kClosed) break;  // refused and disconnected (3.x: the store is full)
       send_ack(PacketType::kPuback, p.packet_id, to_byte(r));  // [MQTT-4.3.2-2]
       break;
     }
     case 2:
       // Held until PUBREL, then forwarded (the order Mosquitto's log shows) [MQTT-4.3.3-2].
-      session_->inbound_qos2.emplace(p.packet_id, std::move(msg));
+      session_->inbound_qos2.emplace(p.packet_id, msg);
+      expect_ack_ = true;  // a persistent session's held id is stored before PUBREC
+      if (Reason r = handler_.on_qos2_held(*this, p.packet_id, msg); to_byte(r) >= 0x80) {
+        if (session_) session_->inbound_qos2.erase(p.packet_id);
+        if (state_ != State::kClosed) send_ack(PacketType::kPubrec, p.packet_id, to_byte(r));
+        break;
+      }
       send_ack(PacketType::kPubrec, p.packet_id, 0);
       break;
   }
@@ -649,6 +747,7 @@ void ServerConnection::handle_ack(const codec::Ack& a) {
       if (limits_.verbose) log(0, fmt::format("Received PUBACK from {} (Mid: {}, RC:{})", client_id_, a.packet_id, a.reason));
       auto it = find(a.packet_id);
       if (it != inflight.end() && it->delivery.qos == 1) {
+        if (it->delivery.seq) handler_.on_stored_flight(*this, it->delivery, it->packet_id, ConnectionHandler::Flight::kDone);
         inflight.erase(it);
         pump_queue();
       }
@@ -662,12 +761,23 @@ void ServerConnection::handle_ack(const codec::Ack& a) {
         return;
       }
       if (a.reason >= 0x80) {  // 5.0: the receiver refused the message; the flow ends here.
+        if (it->delivery.seq) handler_.on_stored_flight(*this, it->delivery, it->packet_id, ConnectionHandler::Flight::kDone);
         inflight.erase(it);
         pump_queue();
         return;
       }
+      if (it->released) {  // a repeated PUBREC: PUBREL again
+        send_ack(PacketType::kPubrel, a.packet_id, 0);
+        return;
+      }
       it->released = true;
-      it->delivery.msg.reset();  // [MQTT-4.3.3-4] the message is no longer needed after PUBREC
+      if (it->delivery.seq) {
+        // The PUBREL goes out once "released" is stored, so a restart never sends the PUBLISH again
+        // after the client was told the flow is over. The store's record keeps the message.
+        handler_.on_stored_flight(*this, it->delivery, it->packet_id, ConnectionHandler::Flight::kReleased);
+      } else {
+        it->delivery.msg.reset();  // [MQTT-4.3.3-4] the message is no longer needed after PUBREC
+      }
       send_ack(PacketType::kPubrel, a.packet_id, 0);
       return;
     }
@@ -681,7 +791,9 @@ void ServerConnection::handle_ack(const codec::Ack& a) {
       }
       MessagePtr msg = std::move(it->second);
       held.erase(it);
+      expect_ack_ = true;  // PUBCOMP waits until the deliveries are stored
       if (msg) handler_.on_publish(*this, msg);  // null: refused at PUBLISH, acknowledged only
+      handler_.on_qos2_released(*this, a.packet_id, msg);
       send_ack(PacketType::kPubcomp, a.packet_id, 0);  // [MQTT-4.3.3-11]
       return;
     }
@@ -689,6 +801,7 @@ void ServerConnection::handle_ack(const codec::Ack& a) {
       if (limits_.verbose) log(0, fmt::format("Received PUBCOMP from {} (Mid: {}, RC:{})", client_id_, a.packet_id, a.reason));
       auto it = find(a.packet_id);
       if (it != inflight.end() && it->released) {
+        if (it->delivery.seq) handler_.on_stored_flight(*this, it->delivery, it->packet_id, ConnectionHandler::Flight::kDone);
         inflight.erase(it);
         pump_queue();
       }
@@ -745,6 +858,7 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
       codes[i] = std::min(s.topics[i].qos, limits_.max_qos);  // granted at most max_qos
     }
   }
+  expect_ack_ = true;  // a persistent session's SUBACK waits for its stored subscriptions
   handler_.on_subscribe(*this, s, codes);
   if (limits_.verbose) {
     for (std::size_t i = 0; i < s.topics.size(); ++i) {
@@ -752,8 +866,15 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
     }
   }
   // [MQTT-3.8.4-1] SUBACK with the same packet id, one code per filter [MQTT-3.8.4-6].
-  send(codec::SubAck{PacketType::kSuback, s.packet_id, codes, {}});
-  if (limits_.verbose) log(0, fmt::format("Sending SUBACK to {}", client_id_));
+  if (take_ack_slot()) {
+    gates_.back().ack_type = PacketType::kSuback;
+    gates_.back().ack_id = s.packet_id;
+    gates_.back().ack_codes = codes;
+  } else {
+    send(codec::SubAck{PacketType::kSuback, s.packet_id, codes, {}});
+    if (limits_.verbose) log(0, fmt::format("Sending SUBACK to {}", client_id_));
+  }
+  expect_ack_ = false;
   handler_.on_subscribed(*this, s, codes);
 }
 
@@ -772,9 +893,17 @@ void ServerConnection::handle_unsubscribe(const codec::Unsubscribe& u) {
       codes[i] = to_byte(Reason::kTopicFilterInvalid);  // 5.0: UNSUBACK 0x8F
     }
   }
+  expect_ack_ = true;
   handler_.on_unsubscribe(*this, u, codes);
-  send(codec::SubAck{PacketType::kUnsuback, u.packet_id, codes, {}});  // [MQTT-3.10.4-4]
-  if (limits_.verbose) log(0, fmt::format("Sending UNSUBACK to {}", client_id_));
+  if (take_ack_slot()) {
+    gates_.back().ack_type = PacketType::kUnsuback;
+    gates_.back().ack_id = u.packet_id;
+    gates_.back().ack_codes = std::move(codes);
+  } else {
+    send(codec::SubAck{PacketType::kUnsuback, u.packet_id, codes, {}});  // [MQTT-3.10.4-4]
+    if (limits_.verbose) log(0, fmt::format("Sending UNSUBACK to {}", client_id_));
+  }
+  expect_ack_ = false;
 }
 
 void ServerConnection::handle_disconnect(const codec::Disconnect& d) {
@@ -802,7 +931,7 @@ std::size_t ServerConnection::window() const {
 void ServerConnection::deliver(Delivery d) {
   if (state_ != State::kConnected || session_ == nullptr) return;
   if (d.qos == 0) {
-    if (out_.size() > limits_.max_outbound_bytes) {
+    if (buffered() > limits_.max_outbound_bytes) {
       ++dropped_qos0_;  // loss policy: QoS 0 may be dropped for a slow subscriber, counted
       return;
     }
@@ -819,6 +948,7 @@ void ServerConnection::deliver(Delivery d) {
   std::size_t high = congestion_high_water();
   if (session_->queue.size() >= high * 100) {
     ++dropped_queue_;
+    if (d.seq) handler_.on_stored_flight(*this, d, 0, ConnectionHandler::Flight::kDone);
     return;
   }
   session_->queued_bytes += d.msg->payload.size();
@@ -833,8 +963,15 @@ std::size_t ServerConnection::congestion_high_water() const {
 void ServerConnection::start_flight(Delivery d) {
   std::uint16_t id = session_->allocate_packet_id();
   session_->inflight.push_back(OutboundFlight{id, std::move(d), false});
+  const Delivery& f = session_->inflight.back().delivery;
+  // A stored QoS 2 delivery goes out once its packet id is stored: after a restart it is resent
+  // with that id, so the client can recognise it [MQTT-4.3.3-x exactly once].
+  if (f.seq && f.qos == 2) handler_.on_stored_flight(*this, f, id, ConnectionHandler::Flight::kSent);
   // [MQTT-3.1.2-25] a message too large for the client is discarded as if its flow had completed.
-  if (!send_publish(session_->inflight.back().delivery, id, false)) session_->inflight.pop_back();
+  if (!send_publish(f, id, f.dup)) {
+    if (f.seq) handler_.on_stored_flight(*this, f, id, ConnectionHandler::Flight::kDone);
+    session_->inflight.pop_back();
+  }
 }
 
 void ServerConnection::pump_queue() {
@@ -905,7 +1042,8 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   ++counters_.packets_out;  // $SYS messages/sent, publish/messages/sent, publish/bytes/sent
   ++counters_.publish_out;
   counters_.publish_bytes_out += m.payload.size();
-  std::string& b = out_.bytes;
+  OutBuffer& out = sink();
+  std::string& b = out.bytes;
   b.push_back(static_cast<char>(0x30 | (dup ? 0x08 : 0) | (d.qos << 1) | (d.retain ? 1 : 0)));
   codec::put_varint(static_cast<std::uint32_t>(remaining), b);
   put_u16(b, static_cast<std::uint16_t>(topic_len));
@@ -926,8 +1064,8 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   if (m.payload.size() < kSpliceThreshold) {
     b.append(m.payload);
   } else {
-    out_.splices.push_back({b.size(), d.msg});
-    out_.spliced_bytes += m.payload.size();
+    out.splices.push_back({b.size(), d.msg});
+    out.spliced_bytes += m.payload.size();
   }
   if (limits_.verbose) {
     log(0, publish_log_line(true, client_id_, dup, d.qos, d.retain, packet_id, m.topic, m.payload.size()));

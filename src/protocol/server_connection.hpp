@@ -3,6 +3,7 @@
 // the broker come out. Owned by the worker thread that owns the socket; not thread-safe.
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -63,6 +64,7 @@ enum class CloseCause {
   kRefused,               // CONNACK with an error
   kServerShutdown,
   kSlowConsumer,
+  kStoreFailure,          // the store could not write what an acknowledgement needed
 };
 const char* close_cause_name(CloseCause c);
 
@@ -81,6 +83,14 @@ struct OutBuffer {
     bytes.clear();
     splices.clear();
     spliced_bytes = 0;
+  }
+  // Moves `o` to the end of this buffer.
+  void append(OutBuffer&& o) {
+    const std::size_t base = bytes.size();
+    for (auto& sp : o.splices) splices.push_back({base + sp.offset, std::move(sp.msg)});
+    bytes.append(o.bytes);
+    spliced_bytes += o.spliced_bytes;
+    o.clear();
   }
 };
 
@@ -142,6 +152,20 @@ class ConnectionHandler {
     return {};
   }
   virtual AuthStep auth_continue(ServerConnection&, const std::string& /*data*/) { return {AuthStep::kFail}; }
+  // Durable sessions (docs/durability.md). Each of these may write store records and call
+  // c.hold(), so that the acknowledgement that follows waits for them.
+  // A QoS 2 PUBLISH is held until PUBREL; its PUBREC follows, with the code returned (0x80 or more
+  // ends the flow: 5.0 gets it in PUBREC; a 3.x client the handler has disconnected).
+  virtual Reason on_qos2_held(ServerConnection&, std::uint16_t /*packet_id*/, const MessagePtr& /*m*/) {
+    return Reason::kSuccess;
+  }
+  // PUBREL: the held message (null when it was refused) has been routed; its PUBCOMP follows.
+  virtual void on_qos2_released(ServerConnection&, std::uint16_t /*packet_id*/, const MessagePtr& /*m*/) {}
+  // A stored delivery (Delivery::seq != 0): its QoS 2 PUBLISH is about to be sent for the first
+  // time (kSent), its PUBREC arrived and PUBREL is about to be sent (kReleased), or its flow ended
+  // or it was discarded (kDone; packet id 0 when it was never sent).
+  enum class Flight { kSent, kReleased, kDone };
+  virtual void on_stored_flight(ServerConnection&, const Delivery&, std::uint16_t /*packet_id*/, Flight) {}
   // Chooses the identifier for a client that sent an empty one [MQTT-3.1.3-6].
   virtual std::string assign_client_id(const std::string& prefix);
   // A one-line log message (level: 0 debug, 1 info/notice, 2 warning, 3 error).
@@ -162,7 +186,8 @@ class ServerConnection {
   // Back-pressure: stop handling input after the current packet (the rest stays buffered) until
   // resume(). The network layer stops reading a paused connection.
   void pause() { paused_ = true; }
-  bool paused() const { return paused_; }
+  // Also true while too many acknowledgements wait for the store (kMaxHeld).
+  bool paused() const { return paused_ || gates_.size() >= kMaxHeld; }
   void resume(TimePoint now);
   // The transport closed or failed.
   void on_transport_closed();
@@ -177,6 +202,18 @@ class ServerConnection {
   void refuse(Reason reason);
   // Server-initiated close; 5.0 clients get DISCONNECT with `reason` [MQTT-3.14.0-1 applies].
   void disconnect(Reason reason, CloseCause cause);
+
+  // Durable acknowledgements (docs/durability.md). Called by the handler while it handles a packet
+  // (or delivers a message): everything this connection sends from now on, and first the
+  // acknowledgement of the packet being handled if one follows, waits until complete(ticket); what
+  // waits goes out in order. Within one packet's handling, every call returns the same ticket.
+  std::uint64_t hold();
+  // The store wrote (ok) or could not write the records behind `ticket`. On failure a 5.0 PUBACK or
+  // PUBREC gets 0x97 (Quota exceeded) and the flow ends; anything else closes the connection.
+  void complete(std::uint64_t ticket, bool ok);
+  // Acknowledgements and output waiting for the store.
+  std::size_t held() const { return gates_.size(); }
+  static constexpr std::size_t kMaxHeld = 4096;
 
   // Deliver one message (session online). QoS 1/2 respect the in-flight window.
   void deliver(Delivery d);
@@ -208,6 +245,7 @@ class ServerConnection {
   // Opaque pointers for the broker (its session object) and the network layer (its socket object).
   void* user = nullptr;
   void* transport = nullptr;
+  std::uint64_t serial = 0;  // the broker's number for this connection (store completions find it)
 
   // Encodes and sends one PUBLISH. Exposed for retained deliveries (which need no flight slot).
   // False when the packet exceeds the client's Maximum Packet Size and was discarded.
@@ -216,6 +254,7 @@ class ServerConnection {
  private:
   std::size_t process(const std::uint8_t* data, std::size_t n);
   void handle(codec::Packet& p, const codec::FrameHeader& h);
+  void handle_packet(codec::Packet& p, const codec::FrameHeader& h);
   void handle_connect(codec::Connect& c);
   void handle_auth(const codec::Auth& a);
   void apply_auth(AuthStep step);
@@ -228,8 +267,17 @@ class ServerConnection {
   void decode_failed(const codec::DecodeError& e, std::uint8_t first_byte);
   void protocol_violation(Reason reason, const char* what);
   void close(CloseCause cause);
-  void send(const codec::Packet& p);
+  void send(const codec::Packet& p) { send_to(sink(), p); }
+  void send_to(OutBuffer& out, const codec::Packet& p);
   void send_ack(codec::PacketType t, std::uint16_t id, std::uint8_t reason);
+  void emit_ack(OutBuffer& out, codec::PacketType t, std::uint16_t id, std::uint8_t reason);
+  // Where output goes: the connection's buffer, or behind the last acknowledgement that waits.
+  OutBuffer& sink() { return gates_.empty() ? out_ : gates_.back().held; }
+  // The gate opened for the packet being handled expects its acknowledgement: true once, then the
+  // caller records the acknowledgement in gates_.back().
+  bool take_ack_slot();
+  void release_gates();
+  std::size_t buffered() const;
   void start_flight(Delivery d);
   void pump_queue();
   std::size_t window() const;
@@ -268,6 +316,24 @@ class ServerConnection {
   OutBuffer out_;
   SessionState* session_ = nullptr;
   bool paused_ = false;
+  // Output waiting for the store, in order: each gate's acknowledgement, then what was sent after it.
+  struct Gate {
+    std::uint64_t ticket = 0;
+    bool done = false;
+    bool failed = false;
+    bool ack_slot = false;  // opened while handling a packet whose acknowledgement follows
+    bool has_ack = false;
+    codec::PacketType ack_type = codec::PacketType::kPuback;
+    std::uint16_t ack_id = 0;
+    std::uint8_t ack_reason = 0;
+    std::vector<std::uint8_t> ack_codes;  // SUBACK/UNSUBACK
+    OutBuffer held;
+  };
+  std::deque<Gate> gates_;
+  std::uint64_t next_ticket_ = 1;
+  std::uint64_t packet_gate_ = 0;  // the gate opened while handling the current packet
+  bool in_packet_ = false;
+  bool expect_ack_ = false;  // the packet being handled is acknowledged after the handler returns
   std::uint64_t dropped_qos0_ = 0;
   std::uint64_t dropped_queue_ = 0;
   std::uint64_t dropped_expired_ = 0;

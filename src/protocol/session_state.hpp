@@ -23,6 +23,10 @@ struct Delivery {
   // The shared subscription group (the broker's id) this delivery was chosen for; 0 = none. Lets the
   // broker give the message to another member when this session goes away (section 4.8.2).
   std::uint32_t share = 0;
+  // The delivery's queue entry in the store (its sequence number; 0 = not stored), and whether it
+  // may have been sent before a restart (then it goes out with DUP=1).
+  std::uint64_t seq = 0;
+  bool dup = false;
 };
 
 struct OutboundFlight {

@@ -90,6 +90,10 @@ void Batch::clear() {
 
 namespace {
 
+// Without submissions, a store in RocksDB's error state retries recovery once a second (with
+// submissions, every 200 ms: resume_if_needed).
+constexpr std::chrono::milliseconds kIdleRecovery{800};
+
 // Replays a Batch's operations into a RocksDB write batch.
 void replay(const std::string& rep, rocksdb::WriteBatch& wb) {
   std::size_t at = 0;
@@ -154,8 +158,8 @@ std::string key_text(std::string_view k) {
   return out;
 }
 
-// One walk over the store, shared by load(), check() and dump(): decodes every record strictly and
-// checks the references between them.
+// One walk over the store, shared by load() and check(): decodes every record strictly and sorts
+// out the references between them.
 class Scanner {
  public:
   explicit Scanner(rocksdb::DB& db) : db_(db) {}
@@ -224,7 +228,8 @@ class Scanner {
     return status(*it);
   }
 
-  // Sessions and the references of queue entries and inbound ids (no visitor yet).
+  // Sessions, the ids of the stored messages and the references of queue entries and inbound ids
+  // (no visitor yet). Counts every stored queue entry and inbound id; collects the orphans' keys.
   bool references() {
     bool ok = each(Kind::kSession, [&](std::string_view k, std::string_view v) {
       SessionRecord s;
@@ -233,49 +238,62 @@ class Scanner {
       ++counts.sessions;
       return true;
     });
+    // Message keys only: messages() decodes the values (a key of the wrong size fails there).
+    ok = ok && each(Kind::kMessage, [&](std::string_view k, std::string_view) {
+      if (k.size() == 9) {
+        std::uint64_t id = 0;
+        for (std::size_t i = 1; i < 9; ++i) id = id << 8 | static_cast<std::uint8_t>(k[i]);
+        stored_.insert(id);
+      }
+      return true;
+    });
     ok = ok && each(Kind::kQueue, [&](std::string_view k, std::string_view v) {
       QueueEntry q;
       if (auto e = decode(k, v, q)) return fail(e, k);
-      if (!sessions_.count(q.client_id)) return fail("queue entry of a session that is not stored at key " + key_text(k));
-      referenced_.insert(q.message_id);
       ++counts.queue_entries;
+      if (orphan(q)) {
+        orphans.emplace_back(k);
+        ++orphan_entries;
+      } else {
+        referenced_.insert(q.message_id);
+      }
       return true;
     });
     ok = ok && each(Kind::kInbound, [&](std::string_view k, std::string_view v) {
       InboundQos2 in;
       if (auto e = decode(k, v, in)) return fail(e, k);
-      if (!sessions_.count(in.client_id)) return fail("inbound id of a session that is not stored at key " + key_text(k));
-      if (in.message_id != 0) referenced_.insert(in.message_id);
       ++counts.inbound;
+      if (orphan(in)) {
+        orphans.emplace_back(k);
+        ++orphan_inbound;
+      } else if (in.message_id != 0) {
+        referenced_.insert(in.message_id);
+      }
       return true;
     });
     return ok;
   }
 
-  // Messages: visits the referenced ones, collects the others in `unreferenced`.
+  // A queue entry or inbound id whose session or message is not stored (after references()).
+  bool orphan(const QueueEntry& q) const { return !sessions_.count(q.client_id) || !stored_.count(q.message_id); }
+  bool orphan(const InboundQos2& i) const {
+    return !sessions_.count(i.client_id) || (i.message_id != 0 && !stored_.count(i.message_id));
+  }
+
+  // Messages: visits the ones a queue entry or inbound id that is not an orphan refers to, collects
+  // the others in `unreferenced`.
   bool messages(Visitor* v, std::vector<std::uint64_t>& unreferenced) {
-    std::size_t found = 0;
-    bool ok = each(Kind::kMessage, [&](std::string_view k, std::string_view val) {
+    return each(Kind::kMessage, [&](std::string_view k, std::string_view val) {
       MessageRecord m;
       if (auto e = decode(k, val, m)) return fail(e, k);
       ++counts.messages;
       if (referenced_.count(m.id)) {
-        ++found;
         if (v) v->message(std::move(m));
       } else {
         unreferenced.push_back(m.id);
       }
       return true;
     });
-    if (ok && found != referenced_.size()) {
-      for (auto id : referenced_) {
-        std::string value;
-        if (db_.Get(rocksdb::ReadOptions(), message_key(id), &value).IsNotFound()) {
-          return fail("a queue entry or inbound id refers to message " + std::to_string(id) + ", which is not stored");
-        }
-      }
-    }
-    return ok;
   }
 
   template <typename Record, typename F>
@@ -298,7 +316,9 @@ class Scanner {
     });
   }
 
-  LoadCounts counts;
+  LoadCounts counts;  // stored records, orphans and unreferenced messages included
+  std::vector<std::string> orphans;  // their keys
+  std::uint64_t orphan_entries = 0, orphan_inbound = 0;
   std::string error;
 
  private:
@@ -314,7 +334,8 @@ class Scanner {
 
   rocksdb::DB& db_;
   std::unordered_set<std::string> sessions_;
-  std::unordered_set<std::uint64_t> referenced_;
+  std::unordered_set<std::uint64_t> stored_;      // message ids
+  std::unordered_set<std::uint64_t> referenced_;  // by queue entries and inbound ids that are not orphans
 };
 
 }  // namespace
@@ -415,6 +436,13 @@ void Store::run() {
       Clock::time_point deadline = Clock::time_point::max();
       if (unsynced_) deadline = last_sync_ + options_.batch_window;
       if (full_ && compact_when_full_) deadline = std::min(deadline, last_compaction_ + std::chrono::seconds(1));
+      // While full, the store looks for space again by itself: a broker that stops submitting puts
+      // when full() says so must still see it turn false.
+      if (needs_resume_) {
+        deadline = std::min(deadline, next_recovery_ + kIdleRecovery);
+      } else if (full_) {
+        deadline = std::min(deadline, last_size_poll_ + std::chrono::seconds(1));
+      }
       if (deadline == Clock::time_point::max()) {
         wake_.wait(lock, [&] { return !queue_.empty() || stopping_; });
       } else {
@@ -439,6 +467,7 @@ void Store::run() {
       compact_when_full_ = false;
       refresh_size();
     }
+    if (group.empty() && !stop) idle_upkeep(Clock::now());
     if (stop) break;
     lock.lock();
   }
@@ -447,6 +476,14 @@ void Store::run() {
   if (db_ && !needs_resume_) {
     rocksdb::FlushOptions fo;
     db_->Flush(fo);
+  }
+}
+
+void Store::idle_upkeep(std::chrono::steady_clock::time_point now) {
+  if (needs_resume_) {
+    if (now >= next_recovery_ + kIdleRecovery) resume_if_needed();
+  } else if (full_ && now >= last_size_poll_ + std::chrono::seconds(1)) {
+    refresh_size();  // RocksDB's own compactions may have made room
   }
 }
 
@@ -522,9 +559,15 @@ bool Store::resume_if_needed() {
       return true;
     }
     if (s.IsBusy()) return false;  // RocksDB's own recovery is running
-    if (s.IsNoSpace()) last_error_ = Status::kFull;
+    if (s.IsNoSpace()) {
+      last_error_ = Status::kFull;
+      publish_full();
+    }
   }
-  if (!reopen()) return false;
+  if (!reopen()) {
+    publish_full();
+    return false;
+  }
   recovered();
   return true;
 }
@@ -560,6 +603,7 @@ bool Store::sync_wal() {
   if (!s.ok()) {
     last_error_ = s.IsNoSpace() ? Status::kFull : Status::kIoError;
     needs_resume_ = true;
+    publish_full();
     return false;
   }
   syncs_.fetch_add(1, std::memory_order_relaxed);
@@ -574,6 +618,14 @@ void Store::refresh_size() {
   db_->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);
   size_.store(sst + mem, std::memory_order_relaxed);
   full_ = options_.max_bytes != 0 && sst + mem >= options_.max_bytes;
+  last_size_poll_ = std::chrono::steady_clock::now();
+  publish_full();
+}
+
+void Store::publish_full() {
+  // What a batch with puts would get now: kFull at the bound, or last_error_ while RocksDB is in its
+  // error state (write_group).
+  full_now_.store(full_ || (needs_resume_ && last_error_ == Status::kFull), std::memory_order_relaxed);
 }
 
 void Store::close() {
@@ -609,23 +661,33 @@ bool Store::load(Visitor& visitor, std::string& error, LoadCounts* counts) {
   std::vector<std::uint64_t> unreferenced;
   bool ok = scan.kinds() && scan.references() && scan.messages(&visitor, unreferenced) &&
             scan.visit<SessionRecord>(Kind::kSession, [&](SessionRecord&& s) { visitor.session(std::move(s)); }) &&
-            scan.visit<QueueEntry>(Kind::kQueue, [&](QueueEntry&& q) { visitor.queue_entry(std::move(q)); }) &&
-            scan.visit<InboundQos2>(Kind::kInbound, [&](InboundQos2&& i) { visitor.inbound(std::move(i)); }) &&
+            scan.visit<QueueEntry>(Kind::kQueue,
+                                   [&](QueueEntry&& q) {
+                                     if (!scan.orphan(q)) visitor.queue_entry(std::move(q));
+                                   }) &&
+            scan.visit<InboundQos2>(Kind::kInbound,
+                                    [&](InboundQos2&& i) {
+                                      if (!scan.orphan(i)) visitor.inbound(std::move(i));
+                                    }) &&
             scan.retained(&visitor);
   if (!ok) {
     error = options_.path + ": " + scan.error;
     return false;
   }
   scan.counts.messages -= unreferenced.size();
+  scan.counts.queue_entries -= scan.orphan_entries;
+  scan.counts.inbound -= scan.orphan_inbound;
   scan.counts.unreferenced_deleted = unreferenced.size();
-  if (!unreferenced.empty()) {
+  scan.counts.orphans_deleted = scan.orphans.size();
+  if (!unreferenced.empty() || !scan.orphans.empty()) {
     rocksdb::WriteBatch wb;
     for (auto id : unreferenced) wb.Delete(message_key(id));
+    for (const auto& k : scan.orphans) wb.Delete(k);
     rocksdb::WriteOptions wo;
     wo.sync = true;
     auto s = db_->Write(wo, &wb);
     if (!s.ok()) {
-      error = options_.path + ": cannot delete unreferenced messages: " + s.ToString();
+      error = options_.path + ": cannot delete unreferenced messages and orphans: " + s.ToString();
       return false;
     }
   }
@@ -739,6 +801,7 @@ CheckReport check(const std::string& path) {
   r.inbound = scan.counts.inbound;
   r.retained = scan.counts.retained;
   r.unreferenced = unreferenced.size();
+  r.orphans = scan.orphans.size();
   std::uint64_t sst = 0, mem = 0;
   db->GetIntProperty("rocksdb.live-sst-files-size", &sst);
   db->GetIntProperty("rocksdb.cur-size-all-mem-tables", &mem);

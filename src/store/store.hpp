@@ -113,6 +113,7 @@ struct LoadCounts {
   std::uint64_t inbound = 0;
   std::uint64_t retained = 0;
   std::uint64_t unreferenced_deleted = 0;  // messages no queue entry or inbound id referred to
+  std::uint64_t orphans_deleted = 0;       // queue entries and inbound ids (see Store::load)
 };
 
 // Counters for metrics and the benchmark (monotonic since open).
@@ -144,9 +145,12 @@ class Store {
   Status write(Batch&& batch);
 
   // Recovery, before the first submit(): messages, sessions, queue entries (per session in sequence
-  // order), inbound ids, retained messages. Messages nothing refers to are deleted (reference counts
-  // are rebuilt here, never stored). False with `error` at the first record that does not decode or
-  // a queue entry or inbound id whose message or session is missing.
+  // order), inbound ids, retained messages. Orphans, queue entries and inbound ids whose session or
+  // message is not stored, are not visited: the broker's writes can leave them after a crash (a
+  // session's state erased while another worker's batch put an entry for it). They and the messages
+  // nothing else refers to (reference counts are rebuilt here, never stored) are deleted in one
+  // synced write. False with `error` at the first record that does not decode, a key of no known
+  // kind, or a missing or newer format version.
   bool load(Visitor& visitor, std::string& error, LoadCounts* counts = nullptr);
 
   // Drains everything submitted, syncs, flushes the memtables and closes RocksDB. Idempotent.
@@ -155,6 +159,10 @@ class Store {
   Counters counters() const;
   // SST files plus memtables, from RocksDB's properties.
   std::uint64_t approximate_size() const;
+  // Any thread, cheap: true while a batch with puts (not allow_at_bound) would complete with kFull,
+  // i.e. while the store is at max_bytes or the disk is full. False again once a write succeeds or
+  // the store thread finds space again (it retries by itself, with or without submissions).
+  bool full() const { return full_now_.load(std::memory_order_relaxed); }
   const Options& options() const { return options_; }
   // The power-cut test hook when Options::track_syncs, else null.
   SyncTrackingFs* sync_tracker() const { return tracker_.get(); }
@@ -173,6 +181,8 @@ class Store {
   bool resume_if_needed();
   void recovered();
   bool reopen();
+  void idle_upkeep(std::chrono::steady_clock::time_point now);
+  void publish_full();
 
   Options options_;
   std::shared_ptr<SyncTrackingFs> tracker_;
@@ -195,9 +205,11 @@ class Store {
   std::chrono::steady_clock::time_point last_sync_{};
   std::chrono::steady_clock::time_point last_compaction_{};
   std::chrono::steady_clock::time_point next_recovery_{};
+  std::chrono::steady_clock::time_point last_size_poll_{};
 
   std::atomic<std::uint64_t> batches_{0}, records_{0}, writes_{0}, syncs_{0}, full_count_{0}, failed_{0};
   std::atomic<std::uint64_t> size_{0};
+  std::atomic<bool> full_now_{false};  // full() for other threads; written by the store thread
 };
 
 // Operator tools (`tern store check|dump`).
@@ -207,10 +219,13 @@ struct CheckReport {
   std::uint32_t format_version = 0;
   std::uint64_t messages = 0, sessions = 0, queue_entries = 0, inbound = 0, retained = 0;
   std::uint64_t unreferenced = 0;  // messages the next start will delete (not a problem)
-  std::uint64_t bytes = 0;         // approximate size
+  // Queue entries and inbound ids whose session or message is not stored: the next start deletes
+  // them (not a problem). Counted in queue_entries and inbound too, as unreferenced in messages.
+  std::uint64_t orphans = 0;
+  std::uint64_t bytes = 0;  // approximate size
 };
-// Opens the store read-only and decodes every record; checks the format version and that every
-// queue entry and inbound id refers to an existing message and session.
+// Opens the store read-only and decodes every record; checks the format version and the kinds of
+// the keys, and counts unreferenced messages and orphans.
 CheckReport check(const std::string& path);
 // One line per record, in key order. False with `error` when the store cannot be opened.
 bool dump(const std::string& path, std::ostream& out, std::string& error);

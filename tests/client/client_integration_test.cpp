@@ -169,7 +169,12 @@ void reconnect_resends(std::uint16_t broker_port, const std::string& tag) {
     while (sent < kMessages && pub.pending() < 50) pub.publish("rc/" + tag, std::to_string(sent++), 1);
   };
   pub.on_connect = [&](const tern::ConnectResult& r) {
-    ASSERT_TRUE(r.success) << r.error;
+    // The proxy may drop a connection before its CONNACK (a persistent session's CONNACK waits for
+    // the store): then the client reconnects.
+    if (!r.success) {
+      EXPECT_NE(r.error.find("closed"), std::string::npos) << r.error;
+      return;
+    }
     ++connects;
     if (r.session_present) ++resumed;
     publish_more();

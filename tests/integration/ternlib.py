@@ -23,6 +23,13 @@ class Broker:
     def __init__(self, config="", workers=4, verbose=True, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="tern-test-")
         self.conf = os.path.join(self.dir, "tern.conf")
+        self.store = None  # the store's directory, unless the config chooses it
+        if "persistence_location" not in config:
+            # Each broker its own store (persistence is on by default), in its own directory. Open to
+            # all: run as root, Tern drops privileges to `user` (mosquitto or nobody) after binding.
+            os.chmod(self.dir, 0o777)
+            config = f"persistence_location {self.dir}\n" + config
+            self.store = os.path.join(self.dir, "tern-store")
         with open(self.conf, "w") as f:
             f.write(f"workers {workers}\n" + config)
         self.log_path = os.path.join(self.dir, "broker.log")

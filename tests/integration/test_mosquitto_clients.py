@@ -148,7 +148,7 @@ def test_matrix_versions_qos():
                 has(log, rf"Sending PUBLISH to {re.escape(sid)} \(d0, q{q}, r0, m{1 if q else 0}, '{re.escape(topic)}', \.\.\. \({len(msg)} bytes\)\)")
                 if q == 1:
                     has(log, rf"Sending PUBACK to {re.escape(pid)} \(m1, rc0\)")
-                    has(log, rf"Received PUBACK from {re.escape(sid)} \(Mid: 1, RC:0\)")
+                    b.wait_log(rf"Received PUBACK from {re.escape(sid)} \(Mid: 1, RC:0\)")
                 if q == 2:
                     b.wait_log(rf"Received PUBCOMP from {re.escape(sid)} \(Mid: 1, RC:0\)")
                     has(log, rf"Sending PUBCOMP to {re.escape(pid)} \(m1\)")

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""`persistence true` with Mosquitto's meaning: sessions (subscriptions, queued and in-flight
-messages, inbound QoS 2 ids) and retained messages survive a restart; autosave_interval saves while
-running; a damaged or foreign file stops the broker with a clear error. And Debian's own
-/etc/mosquitto/mosquitto.conf (its keys, with paths moved to a temporary directory) starts Tern."""
+"""The embedded store (docs/durability.md): sessions (subscriptions, queued and in-flight messages,
+inbound QoS 2 ids) and retained messages survive a graceful restart and a kill -9 alike; Mosquitto's
+snapshot keys are accepted with a warning; a foreign or damaged store stops the broker with a clear
+error. And Debian's own /etc/mosquitto/mosquitto.conf (its keys, with paths moved to a temporary
+directory) starts Tern."""
 import os
 import shutil
 import signal
@@ -35,8 +36,8 @@ include_dir /etc/mosquitto/conf.d
 
 
 def tmpdir(prefix):
-    # Open to all: run as root, Tern drops privileges to `user` (mosquitto or nobody) after binding,
-    # and must still write its snapshot here, as Debian's /var/lib/mosquitto is the mosquitto user's.
+    # Open to all: run as root, Tern drops privileges to `user` (mosquitto or nobody) after binding
+    # (it gives the store's own directory to that user first).
     d = tempfile.mkdtemp(prefix=prefix)
     os.chmod(d, 0o777)
     return d
@@ -46,13 +47,20 @@ def persistent_conf(d, extra=""):
     return f"persistence true\npersistence_location {d}/\n" + extra
 
 
+STOPS = {"sigterm": signal.SIGTERM, "kill9": signal.SIGKILL}
+
+
+def restored(b, sessions, retained):
+    b.wait_log(rf"restored {sessions} sessions, .* and {retained} retained messages")
+
+
 def pub_packet(p):
     """(topic, packet id or None, payload, first byte) of a 3.1.1 PUBLISH."""
     d = conflib.parse_publish(p)
     return d["topic"].decode(), d["pid"], d["payload"], p[0]
 
 
-def test_restart_keeps_sessions_queues_and_retained():
+def test_restart_keeps_sessions_queues_and_retained(stop):
     d = tmpdir("tern-persist-")
     try:
         with Broker(persistent_conf(d)) as b:
@@ -70,10 +78,10 @@ def test_restart_keeps_sessions_queues_and_retained():
             for i in range(3):
                 pub.send(publish("t/x", f"m{i}", qos=1, packet_id=10 + i))
                 assert pub.recv() == ack("puback", 10 + i)
-            pub.close()
-        assert os.path.exists(os.path.join(d, "tern.db")), "no snapshot written on shutdown"
+            b.stop(STOPS[stop])  # acknowledged: kept whether the broker stops or is killed
+        assert os.path.isdir(os.path.join(d, "tern-store")), "no store"
         with Broker(persistent_conf(d)) as b:
-            b.wait_log(r"Restored 1 sessions and 1 retained messages")
+            restored(b, 1, 1)
             sub = Client(b.port)
             assert sub.connect("keeper", clean=False) == connack(True), "session not restored"
             got = [pub_packet(sub.recv()) for _ in range(3)]
@@ -92,7 +100,7 @@ def test_restart_keeps_sessions_queues_and_retained():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_v5_properties_survive_restart():
+def test_v5_properties_survive_restart(stop):
     """A queued message and a retained message with MQTT 5 properties come back with them."""
     d = tmpdir("tern-persist-props-")
     # In property id order, the order Tern forwards them in (only User Properties have an order
@@ -113,17 +121,19 @@ def test_v5_properties_survive_restart():
             assert pub.recv()[0] == 0x20
             pub.send(conflib.publish5("p/q", b"queued", qos=1, pid=1, props=props))
             assert pub.recv()[0] == 0x40
-            pub.send(conflib.publish5("r/p", b"retained", qos=0, retain=True, props=props))
-            pub.close()
-            time.sleep(0.2)
+            pub.send(conflib.publish5("r/p", b"retained", qos=1, pid=2, retain=True, props=props))
+            assert pub.recv()[0] == 0x40
+            b.stop(STOPS[stop])
         with Broker(persistent_conf(d)) as b:
-            b.wait_log(r"Restored 1 sessions and 1 retained messages")
+            restored(b, 1, 1)
             sub = Client(b.port)
             sub.send(conflib.connect5("props-keeper", clean=False, props=conflib.p_u32(0x11, 3600)))
             assert sub.recv()[0] == 0x20
             got = sub.recv()
             pid = conflib.parse_publish(got, version=5)["pid"]
-            assert got == conflib.publish5("p/q", b"queued", qos=1, pid=pid, props=props), got.hex()
+            # A QoS 1 message from the store may have been sent before: DUP=1 [MQTT-3.3.1-1].
+            assert got[0] == 0x3A, got.hex()
+            assert bytes([0x32]) + got[1:] == conflib.publish5("p/q", b"queued", qos=1, pid=pid, props=props), got.hex()
             late = Client(b.port)
             late.send(conflib.connect5("props-late"))
             assert late.recv()[0] == 0x20
@@ -134,7 +144,9 @@ def test_v5_properties_survive_restart():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_inflight_resent_with_dup_after_restart():
+def test_inflight_resent_with_dup_after_restart(stop):
+    """QoS 1 in flight comes back with DUP=1 (its packet id may differ: QoS 1 is not stored as sent);
+    QoS 2 in flight comes back with its packet id, and after PUBREC as PUBREL."""
     d = tmpdir("tern-persist-")
     try:
         with Broker(persistent_conf(d)) as b:
@@ -142,23 +154,58 @@ def test_inflight_resent_with_dup_after_restart():
             sub.connect("flyer", clean=False)
             sub.send(subscribe(1, [("f", 1)]))
             sub.recv()
+            sub.send(subscribe(2, [("g", 2)]))
+            sub.recv()
             pub = Client(b.port)
             pub.connect("p")
             pub.send(publish("f", "unacked", qos=1, packet_id=5))
+            assert pub.recv() == ack("puback", 5)
             topic, pid, payload, first = pub_packet(sub.recv())
             assert payload == b"unacked"
-            # no PUBACK: the message stays in flight across the restart
+            pub.send(publish("g", "two", qos=2, packet_id=6))
+            assert pub.recv() == ack("pubrec", 6)
+            pub.send(ack("pubrel", 6))
+            assert pub.recv() == ack("pubcomp", 6)
+            _, pid_g, payload_g, _ = pub_packet(sub.recv())
+            assert payload_g == b"two"
+            pub.send(publish("g", "three", qos=2, packet_id=7))
+            assert pub.recv() == ack("pubrec", 7)
+            pub.send(ack("pubrel", 7))
+            assert pub.recv() == ack("pubcomp", 7)
+            _, pid_h, payload_h, _ = pub_packet(sub.recv())
+            assert payload_h == b"three"
+            sub.send(ack("pubrec", pid_h))
+            assert sub.recv() == ack("pubrel", pid_h)
+            # no PUBACK, no PUBREC for "two", no PUBCOMP for "three": all stay in flight
+            b.stop(STOPS[stop])
         with Broker(persistent_conf(d)) as b:
             sub = Client(b.port)
             assert sub.connect("flyer", clean=False) == connack(True)
-            topic2, pid2, payload2, first2 = pub_packet(sub.recv())
-            assert (topic2, pid2, payload2) == ("f", pid, b"unacked")
-            assert first2 & 0x08, "resent PUBLISH must have DUP=1 [MQTT-4.4.0-1]"
+            got = [sub.recv() for _ in range(3)]
+            pubs = [pub_packet(g) for g in got if g[0] >> 4 == 3]
+            rels = [g for g in got if g[0] >> 4 == 6]
+            by_payload = {p[2]: p for p in pubs}
+            assert set(by_payload) == {b"unacked", b"two"}, got
+            assert all(p[3] & 0x08 for p in pubs), "resent PUBLISH must have DUP=1 [MQTT-4.4.0-1]"
+            assert by_payload[b"two"][1] == pid_g, "a QoS 2 resend keeps its packet id"
+            assert rels == [ack("pubrel", pid_h)], "after PUBREC, PUBREL is resent, not the PUBLISH"
+            sub.send(ack("puback", by_payload[b"unacked"][1]))
+            sub.send(ack("pubrec", pid_g))
+            assert sub.recv() == ack("pubrel", pid_g)
+            sub.send(ack("pubcomp", pid_g))
+            sub.send(ack("pubcomp", pid_h))
+            sub.send(DISCONNECT)
+            sub.close()
+            b.wait_log(r"Client flyer disconnected")
+        with Broker(persistent_conf(d)) as b:
+            sub = Client(b.port)
+            assert sub.connect("flyer", clean=False) == connack(True)
+            assert sub.recv(timeout=0.5) is None, "completed flows came back"
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_inbound_qos2_id_survives_restart():
+def test_inbound_qos2_id_survives_restart(stop):
     d = tmpdir("tern-persist-")
     try:
         with Broker(persistent_conf(d)) as b:
@@ -173,6 +220,7 @@ def test_inbound_qos2_id_survives_restart():
             pub.send(publish("q2", "once", qos=2, packet_id=7))
             assert pub.recv() == ack("pubrec", 7)
             # PUBREL never sent before the restart
+            b.stop(STOPS[stop])
         with Broker(persistent_conf(d)) as b:
             pub = Client(b.port)
             assert pub.connect("q2pub", clean=False) == connack(True)
@@ -192,49 +240,33 @@ def test_inbound_qos2_id_survives_restart():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_autosave_interval_saves_while_running():
+def test_mosquitto_snapshot_keys_are_accepted_with_a_warning():
     d = tmpdir("tern-persist-")
     try:
-        b = Broker(persistent_conf(d, "autosave_interval 1\n"))
-        try:
+        conf = persistent_conf(d, "persistence_file mosquitto.db\nautosave_interval 60\nautosave_on_changes true\n")
+        with Broker(conf) as b:
+            for key in ("persistence_file", "autosave_interval", "autosave_on_changes"):
+                b.wait_log(rf"Warning: .*{key} is ignored")
             c = Client(b.port)
-            c.connect("saved", clean=False)
-            c.send(subscribe(1, [("a/b", 1)]))
-            c.recv()
-            b.wait_log(r"Saving in-memory database", timeout=5)
-            time.sleep(1.2)  # a save after the SUBSCRIBE
-        finally:
-            b.stop(signal.SIGKILL)  # no shutdown save: only the autosave counts
-        with Broker(persistent_conf(d)) as b2:
-            b2.wait_log(r"Restored 1 sessions")
-            c = Client(b2.port)
-            assert c.connect("saved", clean=False) == connack(True)
-            pub = Client(b2.port)
-            pub.connect("pp")
-            pub.send(publish("a/b", "x", qos=1, packet_id=1))
-            assert pub_packet(c.recv())[2] == b"x", "subscription lost"
+            assert c.connect("warned", clean=False) == connack(False)
+        assert not os.path.exists(os.path.join(d, "mosquitto.db"))
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_autosave_on_changes():
+def test_persistence_false_keeps_nothing():
     d = tmpdir("tern-persist-")
     try:
-        b = Broker(persistent_conf(d, "autosave_interval 2\nautosave_on_changes true\n"))
-        try:
+        conf = f"persistence false\npersistence_location {d}/\n"
+        with Broker(conf) as b:
             c = Client(b.port)
-            c.connect("changer", clean=False)
-            c.send(subscribe(1, [("x", 1)]))
+            c.connect("mem", clean=False)
+            c.send(subscribe(1, [("m", 1)]))
             c.recv()
-            time.sleep(1.5)
-            assert "Saving in-memory database" not in b.log(), "saved before 2 changes"
-            c.send(subscribe(2, [("y", 1)]))
-            c.recv()
-            b.wait_log(r"Saving in-memory database", timeout=4)
-        finally:
-            b.stop(signal.SIGKILL)
-        with Broker(persistent_conf(d)) as b2:
-            b2.wait_log(r"Restored 1 sessions")
+        assert not os.path.exists(os.path.join(d, "tern-store"))
+        with Broker(conf) as b:
+            c = Client(b.port)
+            assert c.connect("mem", clean=False) == connack(False)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -251,30 +283,42 @@ def start_fails(conf_text):
         shutil.rmtree(d, ignore_errors=True)
 
 
-def test_foreign_or_damaged_file_stops_the_broker():
+def test_foreign_or_damaged_store_stops_the_broker():
     d = tmpdir("tern-persist-")
     try:
-        with open(os.path.join(d, "tern.db"), "wb") as f:
-            f.write(b"\x00\x00\x00\x05mosquitto-db-like-content")
+        store = os.path.join(d, "tern-store")
+        os.makedirs(store)
+        with open(os.path.join(store, "CURRENT"), "w") as f:
+            f.write("not a manifest\n")
         rc, out = start_fails(persistent_conf(d))
-        assert rc != 0 and "is not a Tern snapshot" in out, out
-        with Broker(persistent_conf(d).replace("persistence true", "persistence true\npersistence_file good.db")) as b:
+        assert rc != 0 and "tern-store" in out, out
+        shutil.rmtree(store)
+        with Broker(persistent_conf(d)) as b:
             c = Client(b.port)
             c.connect("dmg", clean=False)
             c.send(subscribe(1, [("z", 1)]))
             c.recv()
-        data = bytearray(open(os.path.join(d, "good.db"), "rb").read())
-        data[len(data) // 2] ^= 0xFF
-        open(os.path.join(d, "good.db"), "wb").write(bytes(data))
-        rc, out = start_fails(persistent_conf(d) + "persistence_file good.db\n")
-        assert rc != 0 and "damaged" in out, out
+            pub = Client(b.port)
+            pub.connect("dmgpub")
+            for i in range(50):
+                pub.send(publish("z", os.urandom(200), qos=1, packet_id=i + 1))
+                assert pub.recv() == ack("puback", i + 1)
+        # Graceful stop flushed the records into table files: damage one in the middle.
+        tables = [f for f in os.listdir(store) if f.endswith(".sst")]
+        assert tables, os.listdir(store)
+        path = os.path.join(store, tables[0])
+        data = bytearray(open(path, "rb").read())
+        data[len(data) // 3] ^= 0xFF
+        open(path, "wb").write(bytes(data))
+        rc, out = start_fails(persistent_conf(d))
+        assert rc != 0 and ("orrupt" in out or "checksum" in out.lower()), out
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
 def test_unwritable_location_is_a_start_error():
     rc, out = start_fails("persistence true\npersistence_location /nonexistent/dir/\n")
-    assert rc != 0 and "/nonexistent/dir/tern.db" in out, out
+    assert rc != 0 and "/nonexistent/dir/tern-store" in out, out
 
 
 def test_debian_mosquitto_conf_starts_tern():
@@ -325,21 +369,24 @@ def test_debian_mosquitto_conf_starts_tern():
             rc = proc.wait(timeout=10)
         assert rc == 0
         assert not os.path.exists(os.path.join(d, "run", "mosquitto.pid")), "pid file left behind"
-        owner = os.stat(os.path.join(d, "lib")).st_uid
-        assert os.path.exists(os.path.join(d, "lib", "tern.db")) or owner != os.geteuid(), "no snapshot"
+        assert os.path.isdir(os.path.join(d, "lib", "tern-store")), "no store"
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    run_tests([
-        test_restart_keeps_sessions_queues_and_retained,
-        test_v5_properties_survive_restart,
-        test_inflight_resent_with_dup_after_restart,
-        test_inbound_qos2_id_survives_restart,
-        test_autosave_interval_saves_while_running,
-        test_autosave_on_changes,
-        test_foreign_or_damaged_file_stops_the_broker,
+    import functools
+    tests = []
+    for t in (test_restart_keeps_sessions_queues_and_retained, test_v5_properties_survive_restart,
+              test_inflight_resent_with_dup_after_restart, test_inbound_qos2_id_survives_restart):
+        for stop in STOPS:
+            f = functools.partial(t, stop)
+            f.__name__ = f"{t.__name__}[{stop}]"
+            tests.append(f)
+    run_tests(tests + [
+        test_mosquitto_snapshot_keys_are_accepted_with_a_warning,
+        test_persistence_false_keeps_nothing,
+        test_foreign_or_damaged_store_stops_the_broker,
         test_unwritable_location_is_a_start_error,
         test_debian_mosquitto_conf_starts_tern,
     ])

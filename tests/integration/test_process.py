@@ -145,8 +145,9 @@ def start(args, cwd=None):
     d = tmpdir()
     out = os.path.join(d, "stdout.txt")
     with open(out, "w") as f:
+        # The working directory is the broker's own: its store (persistence_location's default) goes there.
         p = subprocess.Popen([TERN, "broker"] + list(args), stdout=f, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, cwd=cwd)
+                             stdin=subprocess.DEVNULL, cwd=cwd or d)
     _procs.append(p)
     return p, out
 
@@ -258,7 +259,7 @@ def test_daemon_mode():
     t0 = time.time()
     # capture_output: if the daemon kept our pipes as its stdout/stderr, this would not return.
     r = subprocess.run([TERN, "broker", "-c", conf, "-d"], capture_output=True, timeout=10,
-                       stdin=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, cwd=d)
     elapsed = time.time() - t0
     for pid in _pids_with_arg(conf):
         _pids.add(pid)

@@ -214,21 +214,104 @@ TEST(Config, PasswordFileIsRefusedForSecurity) {
   EXPECT_THROW(load("certfile /x.pem\n"), ConfigError);
 }
 
-TEST(Config, PersistenceKeysAsMosquitto) {
+TEST(Config, PersistenceDefaultsToTheStore) {
   Config d = load("");
-  EXPECT_FALSE(d.persistence);
-  EXPECT_EQ(d.autosave_interval, 1800u);
-  EXPECT_EQ(d.persistence_path(), "tern.db");
-  Config c = load("persistence true\npersistence_location /var/lib/mosquitto/\nautosave_interval 60\n"
-                  "autosave_on_changes true\n");
+  EXPECT_TRUE(d.persistence) << "on by default (Mosquitto: off)";
+  EXPECT_EQ(d.persistence_location, "");
+  EXPECT_EQ(d.store_path(), "tern-store");
+  EXPECT_EQ(d.persistence_mode, Config::PersistenceMode::kSync);
+  EXPECT_EQ(d.persistence_batch_window, 10u);
+  EXPECT_EQ(d.persistence_max_size, 0u);
+  EXPECT_FALSE(d.persistence_track_syncs);
+  EXPECT_TRUE(d.warnings.empty());
+  Config off = load("persistence false\n");
+  EXPECT_FALSE(off.persistence);
+  EXPECT_CONTAINS(error_of("persistence maybe\n"), "t.conf:1: persistence");
+  EXPECT_CONTAINS(error_of("persistence\n"), "t.conf:1: persistence");
+}
+
+TEST(Config, StorePathIsTernStoreInThePersistenceLocation) {
+  EXPECT_EQ(load("persistence_location /var/lib/mosquitto/\n").store_path(), "/var/lib/mosquitto/tern-store");
+  EXPECT_EQ(load("persistence_location /var/lib/tern\n").store_path(), "/var/lib/tern/tern-store");
+  EXPECT_EQ(load("persistence_location data\n").store_path(), "data/tern-store");
+  EXPECT_EQ(load("persistence_location /\n").store_path(), "/tern-store");
+  EXPECT_CONTAINS(error_of("persistence_location\n"), "t.conf:1: persistence_location");
+  EXPECT_CONTAINS(error_of("persistence_location /a /b\n"), "t.conf:1: persistence_location");
+}
+
+TEST(Config, PersistenceMode) {
+  using M = Config::PersistenceMode;
+  EXPECT_EQ(load("persistence_mode sync\n").persistence_mode, M::kSync);
+  EXPECT_EQ(load("persistence_mode batched\n").persistence_mode, M::kBatched);
+  EXPECT_EQ(load("persistence_mode batched\npersistence_mode sync\n").persistence_mode, M::kSync);
+  EXPECT_CONTAINS(error_of("persistence_mode async\n"), "t.conf:1: persistence_mode");
+  EXPECT_CONTAINS(error_of("persistence_mode Sync\n"), "t.conf:1: persistence_mode");
+  EXPECT_CONTAINS(error_of("persistence_mode\n"), "t.conf:1: persistence_mode");
+  EXPECT_CONTAINS(error_of("persistence_mode sync batched\n"), "t.conf:1: persistence_mode");
+}
+
+TEST(Config, PersistenceBatchWindow) {
+  EXPECT_EQ(load("persistence_batch_window 1\n").persistence_batch_window, 1u);
+  EXPECT_EQ(load("persistence_batch_window 250\n").persistence_batch_window, 250u);
+  EXPECT_EQ(load("persistence_batch_window 60000\n").persistence_batch_window, 60000u);
+  EXPECT_CONTAINS(error_of("persistence_batch_window 0\n"), "t.conf:1: persistence_batch_window: must be at least 1");
+  EXPECT_CONTAINS(error_of("persistence_batch_window 60001\n"), "t.conf:1: persistence_batch_window");
+  EXPECT_CONTAINS(error_of("persistence_batch_window -1\n"), "t.conf:1: persistence_batch_window");
+  EXPECT_CONTAINS(error_of("persistence_batch_window 10ms\n"), "t.conf:1: persistence_batch_window");
+  EXPECT_CONTAINS(error_of("persistence_batch_window\n"), "t.conf:1: persistence_batch_window");
+}
+
+TEST(Config, PersistenceMaxSizeWithBinarySuffixes) {
+  EXPECT_EQ(load("persistence_max_size 0\n").persistence_max_size, 0u);
+  EXPECT_EQ(load("persistence_max_size 1000000\n").persistence_max_size, 1000000u);
+  EXPECT_EQ(load("persistence_max_size 512k\n").persistence_max_size, 512u * 1024);
+  EXPECT_EQ(load("persistence_max_size 512K\n").persistence_max_size, 512u * 1024);
+  EXPECT_EQ(load("persistence_max_size 64m\n").persistence_max_size, 64u * 1024 * 1024);
+  EXPECT_EQ(load("persistence_max_size 64M\n").persistence_max_size, 64u * 1024 * 1024);
+  EXPECT_EQ(load("persistence_max_size 20g\n").persistence_max_size, std::uint64_t{20} << 30);
+  EXPECT_EQ(load("persistence_max_size 20G\n").persistence_max_size, std::uint64_t{20} << 30);
+  EXPECT_EQ(load("persistence_max_size 18446744073709551615\n").persistence_max_size, UINT64_MAX);
+  EXPECT_CONTAINS(error_of("persistence_max_size 18446744073709551616\n"), "t.conf:1: persistence_max_size");
+  EXPECT_CONTAINS(error_of("persistence_max_size 17179869184G\n"), "t.conf:1: persistence_max_size");  // 2^64
+  EXPECT_CONTAINS(error_of("persistence_max_size 10t\n"), "t.conf:1: persistence_max_size");
+  EXPECT_CONTAINS(error_of("persistence_max_size 10kb\n"), "t.conf:1: persistence_max_size");
+  EXPECT_CONTAINS(error_of("persistence_max_size k\n"), "t.conf:1: persistence_max_size");
+  EXPECT_CONTAINS(error_of("persistence_max_size -1\n"), "t.conf:1: persistence_max_size");
+  EXPECT_CONTAINS(error_of("persistence_max_size\n"), "t.conf:1: persistence_max_size");
+  EXPECT_CONTAINS(error_of("persistence_max_size 1 m\n"), "t.conf:1: persistence_max_size");
+}
+
+#if TERN_TEST_HOOKS
+TEST(Config, PersistenceTrackSyncsInTestBuilds) {
+  EXPECT_TRUE(load("persistence_track_syncs true\n").persistence_track_syncs);
+  EXPECT_FALSE(load("persistence_track_syncs false\n").persistence_track_syncs);
+  EXPECT_CONTAINS(error_of("persistence_track_syncs yes\n"), "t.conf:1: persistence_track_syncs");
+  EXPECT_CONTAINS(error_of("persistence_track_syncs\n"), "t.conf:1: persistence_track_syncs");
+}
+#else
+TEST(Config, PersistenceTrackSyncsIsRefusedOutsideTestBuilds) {
+  EXPECT_CONTAINS(error_of("persistence_track_syncs true\n"), "t.conf:1: persistence_track_syncs: only in test builds");
+  EXPECT_CONTAINS(error_of("persistence_track_syncs false\n"), "t.conf:1: persistence_track_syncs: only in test builds");
+}
+#endif
+
+TEST(Config, MosquittoSnapshotKeysAreValidatedAndIgnoredWithAWarning) {
+  Config c = load("persistence true\npersistence_location /var/lib/mosquitto/\npersistence_file mosquitto.db\n"
+                  "autosave_interval 60\nautosave_on_changes true\n");
   EXPECT_TRUE(c.persistence);
-  EXPECT_TRUE(c.warnings.empty());
+  EXPECT_EQ(c.store_path(), "/var/lib/mosquitto/tern-store");
+  const std::string why = " is ignored: Tern's store writes every change as it happens (docs/durability.md)";
+  EXPECT_EQ(c.warnings, (std::vector<std::string>{"t.conf:3: persistence_file" + why, "t.conf:4: autosave_interval" + why,
+                                                  "t.conf:5: autosave_on_changes" + why}));
+  // Still parsed as before (persistence_path() stays until its last user is gone).
   EXPECT_EQ(c.autosave_interval, 60u);
   EXPECT_TRUE(c.autosave_on_changes);
-  EXPECT_EQ(c.persistence_path(), "/var/lib/mosquitto/tern.db");
-  EXPECT_EQ(load("persistence_location /x\npersistence_file s.db\n").persistence_path(), "/x/s.db");
-  EXPECT_CONTAINS(error_of("persistence maybe\n"), "t.conf:1: persistence");
+  EXPECT_EQ(c.persistence_path(), "/var/lib/mosquitto/mosquitto.db");
+  EXPECT_EQ(load("").persistence_path(), "tern.db");
+  // And still validated: a bad value is an error, not a warning.
   EXPECT_CONTAINS(error_of("autosave_interval -5\n"), "t.conf:1: autosave_interval");
+  EXPECT_CONTAINS(error_of("autosave_on_changes sometimes\n"), "t.conf:1: autosave_on_changes");
+  EXPECT_CONTAINS(error_of("persistence_file\n"), "t.conf:1: persistence_file");
 }
 
 // Found by fuzz_config: a line of whitespace other than spaces and tabs read past an empty list.

@@ -1697,3 +1697,196 @@ TEST(ServerConnection, AuthPacketsCarryNoReasonStringOrUserProperty) {
   EXPECT_FALSE(as<codec::Auth>(ps[0]).props.reason_string.has_value());
   EXPECT_LE(t.storage.back().size(), 32u);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Durable acknowledgements (docs/durability.md): the handler holds an acknowledgement until the
+// store has written what it needs; output keeps its order; a failure answers 0x97 on 5.0 and closes
+// the connection otherwise.
+
+namespace {
+
+struct HoldingHandler : FakeHandler {
+  bool hold_publish = true;
+  bool hold_subscribe = false;
+  bool hold_qos2 = false;
+  bool hold_flights = false;
+  std::vector<std::uint64_t> tickets;
+  std::vector<std::pair<tern::protocol::ConnectionHandler::Flight, std::uint16_t>> flights;
+  Reason on_publish(ServerConnection& c, const MessagePtr& m) override {
+    Reason r = FakeHandler::on_publish(c, m);
+    if (hold_publish) tickets.push_back(c.hold());
+    return r;
+  }
+  void on_subscribe(ServerConnection& c, const codec::Subscribe& s, std::vector<std::uint8_t>& codes) override {
+    FakeHandler::on_subscribe(c, s, codes);
+    if (hold_subscribe) tickets.push_back(c.hold());
+  }
+  void on_subscribed(ServerConnection& c, const codec::Subscribe& s, const std::vector<std::uint8_t>& codes) override {
+    FakeHandler::on_subscribed(c, s, codes);
+    Delivery d;
+    d.msg = message("kept", "retained");
+    d.qos = 0;
+    d.retain = true;
+    c.deliver(std::move(d));  // like a retained message: after the SUBACK [MQTT-3.8.4-3]
+  }
+  Reason on_qos2_held(ServerConnection& c, std::uint16_t, const MessagePtr&) override {
+    if (hold_qos2) tickets.push_back(c.hold());
+    return Reason::kSuccess;
+  }
+  void on_stored_flight(ServerConnection& c, const Delivery&, std::uint16_t id, Flight f) override {
+    flights.emplace_back(f, id);
+    if (hold_flights && f != Flight::kDone) tickets.push_back(c.hold());
+  }
+};
+
+struct HoldingHarness {
+  HoldingHandler h;
+  Harness t;
+  HoldingHarness() {
+    t.start();
+    t.c = std::make_unique<ServerConnection>(h, t.limits, "127.0.0.1:50000", t.t0);
+  }
+  void connect(Version v) {
+    t.feed(Harness::connect_packet(v), v);
+    auto ps = t.take();
+    ASSERT_EQ(ps.size(), 1u);
+    ASSERT_TRUE(std::holds_alternative<codec::Connack>(ps[0]));
+  }
+};
+
+}  // namespace
+
+TEST(DurableAcks, PubackWaitsForItsTicketAndLaterAcksKeepTheirOrder) {
+  HoldingHarness x;
+  x.connect(Version::kV311);
+  x.t.feed(publish("a", "1", 1, 1), Version::kV311);
+  EXPECT_TRUE(x.t.take().empty()) << "PUBACK before the store wrote the message";
+  x.h.hold_publish = false;  // a message that needs no store
+  x.t.feed(publish("b", "2", 1, 2), Version::kV311);
+  x.t.feed(codec::Pingreq{}, Version::kV311);
+  EXPECT_TRUE(x.t.take().empty()) << "a later acknowledgement overtook one that waits";
+  ASSERT_EQ(x.h.tickets.size(), 1u);
+  EXPECT_EQ(x.t.c->held(), 1u);
+  x.t.c->complete(x.h.tickets[0], true);
+  auto ps = x.t.take();
+  ASSERT_EQ(ps.size(), 3u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 1);
+  EXPECT_EQ(as<codec::Ack>(ps[1]).packet_id, 2);
+  EXPECT_TRUE(std::holds_alternative<codec::Pingresp>(ps[2]));
+  EXPECT_EQ(x.t.c->held(), 0u);
+}
+
+TEST(DurableAcks, TicketsCompleteOutOfOrderButAcksGoOutInOrder) {
+  HoldingHarness x;
+  x.connect(Version::kV5);
+  x.t.feed(publish("a", "1", 1, 1), Version::kV5);
+  x.t.feed(publish("a", "2", 1, 2), Version::kV5);
+  ASSERT_EQ(x.h.tickets.size(), 2u);
+  EXPECT_NE(x.h.tickets[0], x.h.tickets[1]);
+  x.t.c->complete(x.h.tickets[1], true);
+  EXPECT_TRUE(x.t.take().empty());
+  x.t.c->complete(x.h.tickets[0], true);
+  auto ps = x.t.take();
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).packet_id, 1);
+  EXPECT_EQ(as<codec::Ack>(ps[1]).packet_id, 2);
+}
+
+TEST(DurableAcks, StoreFailureAnswers0x97OnV5) {
+  HoldingHarness x;
+  x.connect(Version::kV5);
+  x.t.feed(publish("a", "1", 1, 9), Version::kV5);
+  x.t.c->complete(x.h.tickets.at(0), false);
+  auto ps = x.t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPuback);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).reason, tern::to_byte(Reason::kQuotaExceeded));
+  EXPECT_FALSE(x.t.c->closed());
+}
+
+TEST(DurableAcks, StoreFailureClosesA311ConnectionWithoutPuback) {
+  HoldingHarness x;
+  x.connect(Version::kV311);
+  x.t.feed(publish("a", "1", 1, 9), Version::kV311);
+  x.t.c->complete(x.h.tickets.at(0), false);
+  EXPECT_TRUE(x.t.take().empty()) << "3.1.1 has no negative PUBACK: nothing may acknowledge it";
+  EXPECT_TRUE(x.t.c->closed());
+  EXPECT_EQ(x.t.c->close_cause(), CloseCause::kStoreFailure);
+}
+
+TEST(DurableAcks, SubackWaitsAndRetainedMessagesFollowIt) {
+  HoldingHarness x;
+  x.h.hold_subscribe = true;
+  x.connect(Version::kV311);
+  codec::Subscribe s;
+  s.packet_id = 4;
+  s.topics.push_back({"kept", 0, false, false, 0});
+  x.t.feed(s, Version::kV311);
+  EXPECT_TRUE(x.t.take().empty());
+  x.t.c->complete(x.h.tickets.at(0), true);
+  auto ps = x.t.take();
+  ASSERT_EQ(ps.size(), 2u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).packet_id, 4);
+  EXPECT_EQ(as<codec::Publish>(ps[1]).topic, "kept");
+}
+
+TEST(DurableAcks, FailedQos2PubrecForgetsTheIdSoAResendIsNew) {
+  HoldingHarness x;
+  x.h.hold_publish = false;
+  x.h.hold_qos2 = true;
+  x.connect(Version::kV5);
+  x.t.feed(publish("q", "x", 2, 3), Version::kV5);
+  EXPECT_TRUE(x.t.take().empty());
+  x.t.c->complete(x.h.tickets.at(0), false);
+  auto ps = x.t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubrec);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).reason, tern::to_byte(Reason::kQuotaExceeded));
+  EXPECT_TRUE(x.h.state.inbound_qos2.empty()) << "an id the store did not take must not be acknowledged later";
+  x.t.feed(publish("q", "x", 2, 3, true), Version::kV5);
+  EXPECT_EQ(x.h.tickets.size(), 2u) << "the resend is held and stored as a new message";
+}
+
+TEST(DurableAcks, StoredQos2PublishAndPubrelWaitForTheirState) {
+  HoldingHarness x;
+  x.h.hold_flights = true;
+  x.connect(Version::kV311);
+  Delivery d;
+  d.msg = message("t", "p", 2);
+  d.qos = 2;
+  d.seq = 77;
+  x.t.c->deliver(std::move(d));
+  ASSERT_EQ(x.h.flights.size(), 1u);
+  EXPECT_EQ(x.h.flights[0].first, tern::protocol::ConnectionHandler::Flight::kSent);
+  EXPECT_TRUE(x.t.take().empty()) << "QoS 2 PUBLISH before its packet id was stored";
+  x.t.c->complete(x.h.tickets.at(0), true);
+  auto ps = x.t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  const auto id = as<codec::Publish>(ps[0]).packet_id;
+  x.t.feed(ack(codec::PacketType::kPubrec, id), Version::kV311);
+  EXPECT_EQ(x.h.flights.back().first, tern::protocol::ConnectionHandler::Flight::kReleased);
+  EXPECT_TRUE(x.t.take().empty()) << "PUBREL before \"released\" was stored";
+  x.t.c->complete(x.h.tickets.at(1), true);
+  ps = x.t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubrel);
+  x.t.feed(ack(codec::PacketType::kPubcomp, id), Version::kV311);
+  EXPECT_EQ(x.h.flights.back().first, tern::protocol::ConnectionHandler::Flight::kDone);
+  EXPECT_TRUE(x.h.state.inflight.empty());
+}
+
+TEST(DurableAcks, TooManyHeldAcknowledgementsPauseReading) {
+  HoldingHarness x;
+  x.connect(Version::kV311);
+  std::string many;
+  for (std::size_t i = 0; i < ServerConnection::kMaxHeld + 10; ++i) {
+    many += Harness::encode(publish("a", "x", 1, static_cast<std::uint16_t>(i % 60000 + 1)), Version::kV311);
+  }
+  x.t.feed(many);
+  EXPECT_EQ(x.h.tickets.size(), ServerConnection::kMaxHeld) << "reading must stop at the bound";
+  EXPECT_TRUE(x.t.c->paused());
+  for (auto t : x.h.tickets) x.t.c->complete(t, true);
+  EXPECT_FALSE(x.t.c->paused());
+  x.t.c->resume(x.t.t0);
+  EXPECT_EQ(x.h.tickets.size(), ServerConnection::kMaxHeld + 10);
+}
