@@ -85,8 +85,21 @@ store::MessageRecord to_record(const protocol::Message& m, std::uint64_t id) {
   return r;
 }
 
-void Shard::store_delivery(Delivery& d, const std::string& client) {
+void Shard::store_delivery(Delivery& d, const std::string& client, bool inline_message) {
   const protocol::Message& m = *d.msg;
+  store::QueueEntry e;
+  e.client_id = client;
+  e.qos = d.qos;
+  e.retain = d.retain;
+  e.subscription_ids = d.sub_ids;
+  d.seq = next_store_id();
+  e.seq = d.seq;
+  if (inline_message && m.store_id == 0) {
+    // One record: put once, erased once (its message has no id and no references).
+    e.message = to_record(m, 0);
+    work_.put(e);
+    return;
+  }
   if (m.store_id == 0) {
     // First stored delivery of this message: its record, and a reference held while it is routed
     // (so a delivery discarded on the way cannot erase it under the others).
@@ -96,14 +109,7 @@ void Shard::store_delivery(Delivery& d, const std::string& client) {
     work_.put(to_record(m, m.store_id));
   }
   m.store_refs.fetch_add(1, std::memory_order_relaxed);
-  d.seq = next_store_id();
-  store::QueueEntry e;
-  e.client_id = client;
-  e.seq = d.seq;
   e.message_id = m.store_id;
-  e.qos = d.qos;
-  e.retain = d.retain;
-  e.subscription_ids = d.sub_ids;
   work_.put(e);
 }
 
@@ -113,7 +119,8 @@ void Shard::unref(const protocol::Message& m) {
 
 void Shard::forget(const Delivery& d, const std::string& client) {
   if (!store_ || d.seq == 0) return;
-  progress_.erase_queue_entry(client, d.seq);
+  // A QoS 1 entry is written once; a QoS 2 entry also as sent and released.
+  progress_.erase_queue_entry(client, d.seq, d.qos == 1);
   if (d.msg) unref(*d.msg);
 }
 
@@ -229,8 +236,9 @@ void Shard::on_stored_flight(ServerConnection& c, const Delivery& d, std::uint16
       store::QueueEntry e;
       e.client_id = s->client_id;
       e.seq = d.seq;
-      e.message_id = d.msg ? d.msg->store_id : 0;
-      if (e.message_id == 0) return;
+      if (!d.msg) return;
+      e.message_id = d.msg->store_id;
+      if (e.message_id == 0) e.message = to_record(*d.msg, 0);  // stored inline: rewritten with the entry
       e.qos = d.qos;
       e.retain = d.retain;
       e.subscription_ids = d.sub_ids;
@@ -368,14 +376,23 @@ class Recovery : public store::Visitor {
   void queue_entry(store::QueueEntry&& e) override {
     note_id(e.seq);
     auto s = sessions_.find(e.client_id);
-    auto m = messages_.find(e.message_id);
-    if (s == sessions_.end() || m == messages_.end()) {
+    MessagePtr msg;
+    if (e.message) {
+      if (e.message->expiry && *e.message->expiry <= now_wall_) {
+        ++counts.expired;
+      } else {
+        msg = make(*e.message);
+      }
+    } else if (auto m = messages_.find(e.message_id); m != messages_.end()) {
+      msg = m->second;
+    }
+    if (s == sessions_.end() || !msg) {
       cleanup_.erase_queue_entry(e.client_id, e.seq);  // its session or message expired
       return;
     }
     Session& ss = *s->second;
     Delivery d;
-    d.msg = m->second;
+    d.msg = std::move(msg);
     d.qos = e.qos;
     d.retain = e.retain;
     d.sub_ids = std::move(e.subscription_ids);

@@ -169,6 +169,13 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     });
   }
   const bool upgrade = broker_.limits().upgrade_outgoing_qos;
+  // A message for one persistent session only is stored inline in its queue entry.
+  bool single_durable = false;
+  if (store_ && m->store_id == 0) {
+    std::size_t n = 0;
+    for (const auto& t : targets_) n += t.durable ? 1 : 0;
+    single_durable = n == 1;
+  }
   for (std::size_t i = 0; i < targets_.size();) {
     std::size_t j = i;
     Delivery d;
@@ -197,7 +204,7 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     }
     // A QoS 1/2 delivery to a persistent session is stored before it is acknowledged (ADR 0002).
     const bool durable = targets_[i].durable && d.qos > 0 && store_;
-    if (durable) store_delivery(d, targets_[i].client_id);
+    if (durable) store_delivery(d, targets_[i].client_id, single_durable);
     // Inline rather than dispatch(): this is the per-message path. A local session is always found
     // here (its subscriptions leave the router on this thread before it is freed).
     unsigned w = worker_of(key);
@@ -250,8 +257,9 @@ bool Shard::reroute(Delivery& d, SessionKey from, bool connected_only, const std
   if (t.opts.subscription_id) nd.sub_ids.push_back(t.opts.subscription_id);
   nd.share = d.share;
   // The store follows the message: a new entry for a durable member, then the old one goes.
-  const bool durable = t.durable && nd.qos > 0 && store_ && nd.msg->store_id;
-  if (durable) store_delivery(nd, t.client_id);
+  // (A message stored inline with the old entry is stored inline with the new one.)
+  const bool durable = t.durable && nd.qos > 0 && store_ && (nd.msg->store_id || d.seq);
+  if (durable) store_delivery(nd, t.client_id, nd.msg->store_id == 0);
   if (d.seq && from_client) forget(d, *from_client);
   d.msg.reset();
   dispatch(t.key, std::move(nd), durable ? &t.client_id : nullptr);

@@ -127,7 +127,8 @@ class Shard : public protocol::ConnectionHandler {
   friend class Recovery;
   std::uint64_t next_store_id() { return broker_.next_store_id(); }
   // Puts the message's record (once) and a queue entry for a delivery to durable session `client`.
-  void store_delivery(protocol::Delivery& d, const std::string& client);
+  // With `inline_message`, the message goes in the entry (it lands in this session only).
+  void store_delivery(protocol::Delivery& d, const std::string& client, bool inline_message = false);
   // The session no longer holds a stored delivery: its queue entry goes, and the message with the
   // last reference.
   void forget(const protocol::Delivery& d, const std::string& client);

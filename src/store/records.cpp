@@ -415,6 +415,7 @@ void encode_value(const QueueEntry& r, std::string& out) {
   put_u16(out, r.packet_id);
   put_u32(out, static_cast<std::uint32_t>(r.subscription_ids.size()));
   for (auto id : r.subscription_ids) put_u32(out, id);
+  if (r.message_id == 0 && r.message) encode_message_body(*r.message, out);  // the message, inline
 }
 
 RecordError decode(std::string_view key, std::string_view value, QueueEntry& out) {
@@ -428,7 +429,6 @@ RecordError decode(std::string_view key, std::string_view value, QueueEntry& out
   if (version != kRecordVersion) return {"unknown record version"};
   std::uint32_t n = 0;
   if (!r.u64(out.message_id) || !r.u8(flags) || !r.u16(out.packet_id) || !r.u32(n)) return {"truncated queue entry"};
-  if (out.message_id == 0) return {"queue entry without a message"};
   if ((flags & 0xC0) != 0 || (flags & 3) > 2 || ((flags >> 4) & 3) > 2) return {"invalid queue entry flags"};
   out.qos = flags & 3;
   out.retain = (flags & 4) != 0;
@@ -445,7 +445,9 @@ RecordError decode(std::string_view key, std::string_view value, QueueEntry& out
       if (out.qos != 2 || out.packet_id == 0) return {"released entry without QoS 2 and a packet id"};
       break;
   }
-  if (n != r.left() / 4 || r.left() % 4 != 0) return {"subscription identifier count differs from the record"};
+  if (n > r.left() / 4 || (out.message_id != 0 && n != r.left() / 4) || (out.message_id != 0 && r.left() % 4 != 0)) {
+    return {"subscription identifier count differs from the record"};
+  }
   out.subscription_ids.clear();
   out.subscription_ids.reserve(n);
   for (std::uint32_t i = 0; i < n; ++i) {
@@ -453,6 +455,15 @@ RecordError decode(std::string_view key, std::string_view value, QueueEntry& out
     r.u32(id);
     if (!valid_sub_id(id)) return {"invalid subscription identifier"};
     out.subscription_ids.push_back(id);
+  }
+  out.message.reset();
+  if (out.message_id == 0) {
+    // The message inline: the rest of the value is its body.
+    std::string_view body;
+    r.bytes(r.left(), body);
+    if (body.empty()) return {"queue entry without a message"};
+    out.message.emplace();
+    if (auto e = decode_message_body(body, *out.message)) return e;
   }
   return {};
 }

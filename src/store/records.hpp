@@ -88,7 +88,10 @@ enum class QueueState : std::uint8_t {
 struct QueueEntry {
   std::string client_id;
   std::uint64_t seq = 0;  // order within the session
+  // The MessageRecord it refers to; 0 when the message is in `message` instead (a message that
+  // lands in one persistent session only is stored with its entry: one record instead of two).
   std::uint64_t message_id = 0;
+  std::optional<MessageRecord> message;  // id 0
   std::uint8_t qos = 0;  // delivered QoS
   bool retain = false;   // RETAIN flag of the delivery (Retain As Published)
   std::vector<std::uint32_t> subscription_ids;
@@ -96,6 +99,8 @@ struct QueueEntry {
   std::uint16_t packet_id = 0;  // 0 while queued
   bool dup = false;
   bool operator==(const QueueEntry&) const = default;
+  // The message it delivers is stored in it.
+  bool inline_message() const { return message_id == 0; }
 };
 
 // An inbound QoS 2 packet id acknowledged with PUBREC and awaiting PUBREL. When the broker holds the

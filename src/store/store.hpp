@@ -60,12 +60,16 @@ const char* status_name(Status s);
 // thread. Movable; not thread-safe.
 class Batch {
  public:
+  // Records that are put once and erased once (messages, inbound ids, and queue entries whose state
+  // never changes) are erased with RocksDB's SingleDelete: when the put is still in the memtable,
+  // the flush drops both, so short-lived records never reach a table file. Erasing a record put
+  // more than once that way is undefined; pass written_once = false for such queue entries.
   void put(const MessageRecord& r);
   void erase_message(std::uint64_t id);
   void put(const SessionRecord& r);
   void erase_session(std::string_view client_id);
   void put(const QueueEntry& r);
-  void erase_queue_entry(std::string_view client_id, std::uint64_t seq);
+  void erase_queue_entry(std::string_view client_id, std::uint64_t seq, bool written_once = false);
   void put(const InboundQos2& r);
   void erase_inbound(std::string_view client_id, std::uint16_t packet_id);
   void put(const RetainedRecord& r);

@@ -1088,3 +1088,53 @@ TEST(Store, DISABLED_SyncThroughput) {
   std::error_code ec;
   fs::remove_all(dir, ec);
 }
+
+// A message that lands in one persistent session is stored inside its queue entry: one record, put
+// once and erased once (a SingleDelete, so a flush drops both while the put is in the memtable).
+TEST(Store, InlineMessageEntriesRoundTripLoadAndErase) {
+  QueueEntry q = entry("solo", 7, 0);
+  q.message = full_message();
+  q.message->id = 0;
+  q.subscription_ids = {3, 268435455};
+  std::string v;
+  encode_value(q, v);
+  QueueEntry back;
+  ASSERT_FALSE(decode(key_of(q), v, back));
+  EXPECT_EQ(back, q);
+  EXPECT_TRUE(back.inline_message());
+  // Truncated inline message bodies are refused, never half-read.
+  for (std::size_t n = 0; n < v.size(); ++n) {
+    QueueEntry t;
+    EXPECT_TRUE(decode(key_of(q), std::string_view(v).substr(0, n), t)) << "prefix of " << n << " bytes decoded";
+  }
+
+  TempDir dir;
+  const auto path = dir.sub("db");
+  {
+    auto st = open_store(opts(path));
+    Batch b;
+    b.put(session("solo"));
+    b.put(q);
+    QueueEntry other = entry("solo", 8, 0);
+    other.message = message(0, "second");
+    b.put(other);
+    ASSERT_EQ(st->write(std::move(b)), Status::kOk);
+    Batch e;
+    e.erase_queue_entry("solo", 8, true);
+    ASSERT_EQ(st->write(std::move(e)), Status::kOk);
+    st->close();
+  }
+  auto st = open_store(opts(path));
+  Collect c;
+  std::string error;
+  LoadCounts counts;
+  ASSERT_TRUE(st->load(c, error, &counts)) << error;
+  ASSERT_EQ(c.entries.size(), 1u);
+  EXPECT_EQ(c.entries[0], q);
+  EXPECT_TRUE(c.messages.empty());
+  EXPECT_EQ(counts.orphans_deleted, 0u);
+  st->close();
+  auto report = check(path);
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.queue_entries, 1u);
+}
