@@ -118,6 +118,8 @@ class Broker {
   // Message ids and queue sequence numbers: one broker-wide counter, so a session's queue comes
   // back from the store in the order its messages were routed.
   std::uint64_t next_store_id() { return store_ids_.fetch_add(1, std::memory_order_relaxed); }
+  // "The store is full" was logged (once for all workers, until a write succeeds again).
+  std::atomic<bool> store_full_logged{false};
   const protocol::ServerLimits& limits() const { return limits_; }
   protocol::TimePoint started() const { return started_; }
 

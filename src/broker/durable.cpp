@@ -171,8 +171,7 @@ void Shard::hold(ServerConnection& c, bool progress) {
 
 bool Shard::store_full() {
   if (!store_ || !store_->full()) return false;
-  if (!full_logged_) {
-    full_logged_ = true;
+  if (!broker_.store_full_logged.exchange(true, std::memory_order_relaxed)) {
     log(3, fmt::format("The store at {} is full: new persistent sessions, subscriptions and messages for them "
                        "are refused until there is space again.",
                        store_->options().path));
@@ -283,7 +282,10 @@ void Shard::store_done(store::Status st) {
   submitted_.pop_front();
   const bool ok = st == store::Status::kOk;
   if (ok) {
-    full_logged_ = false;
+    // Progress is written even at the bound: "full" ends when the store says so, not with it.
+    if (!store_->full() && broker_.store_full_logged.exchange(false, std::memory_order_relaxed)) {
+      log(1, "The store has room again: persistent work is accepted.");
+    }
     if (failure_logged_) log(1, "The store writes again.");
     failure_logged_ = false;
   } else if (!failure_logged_ && st != store::Status::kFull) {

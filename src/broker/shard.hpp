@@ -208,7 +208,6 @@ class Shard : public protocol::ConnectionHandler {
   std::deque<std::vector<std::pair<std::uint64_t, std::uint64_t>>> submitted_;
   std::uint64_t next_serial_ = 1;
   std::unordered_map<std::uint64_t, protocol::ServerConnection*> by_serial_;
-  bool full_logged_ = false;
   bool failure_logged_ = false;
   std::vector<store::Status> store_done_in_;  // completions, under inbox_mu_
   std::vector<store::Status> store_done_draining_;

@@ -240,6 +240,172 @@ def test_inbound_qos2_id_survives_restart(stop):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_wills_across_a_restart(stop):
+    """A delayed will pending when the broker stops keeps its due time; the will of a connection that
+    was open when the broker stopped or was killed goes out when it starts again."""
+    d = tmpdir("tern-persist-will-")
+    try:
+        with Broker(persistent_conf(d)) as b:
+            watcher = Client(b.port)
+            assert watcher.connect("will-watcher", clean=False) == connack(False)
+            watcher.send(subscribe(1, [("wills/#", 1)]))
+            watcher.recv()
+            watcher.send(DISCONNECT)
+            watcher.close()
+            # Open at the stop: its will goes out at the next start (3.1.1 session, no delay).
+            live = Client(b.port)
+            assert live.connect("will-live", clean=False, will=("wills/live", "gone", 1, False)) == connack(False)
+            # A 5.0 will with a 3 s delay, its connection lost before the stop: pending, not yet sent.
+            late = Client(b.port)
+            late.send(conflib.connect5("will-late", clean=False, props=conflib.p_u32(0x11, 3600),
+                                       will=("wills/late", "later", 1, False), will_props=conflib.p_u32(0x18, 3)))
+            assert late.recv()[0] == 0x20
+            late.close()
+            b.wait_log(r"Client will-late closed its connection")
+            time.sleep(0.3)
+            b.stop(STOPS[stop])
+        started = time.time()
+        with Broker(persistent_conf(d)) as b:
+            watcher = Client(b.port)
+            assert watcher.connect("will-watcher", clean=False) == connack(True)
+            got = {}
+            deadline = time.time() + 6
+            while len(got) < 2 and time.time() < deadline:
+                p = watcher.recv(timeout=max(0.1, deadline - time.time()))
+                if p is None:
+                    continue
+                topic, pid, payload, _ = pub_packet(p)
+                got[topic] = (payload, time.time() - started)
+                watcher.send(ack("puback", pid))
+            assert set(got) == {"wills/live", "wills/late"}, got
+            assert got["wills/live"][0] == b"gone" and got["wills/live"][1] < 2.5, got
+            assert got["wills/late"][0] == b"later", got
+            assert 1.0 < got["wills/late"][1] < 5.5, f"the delayed will kept its delay: {got}"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_expiry_across_a_restart():
+    """Sessions and messages whose expiry passes while the broker is down are gone at start; the rest
+    come back, a message with what is left of its Message Expiry Interval [MQTT-3.3.2-6]."""
+    d = tmpdir("tern-persist-exp-")
+    try:
+        with Broker(persistent_conf(d)) as b:
+            for cid, expiry in (("short-lived", 2), ("long-lived", 3600)):
+                c = Client(b.port)
+                c.send(conflib.connect5(cid, clean=False, props=conflib.p_u32(0x11, expiry)))
+                assert c.recv()[0] == 0x20
+                c.send(conflib.subscribe5(1, [("exp/#", 1)]))
+                assert c.recv()[0] == 0x90
+                c.send(bytes([0xE0, 0]))
+                c.close()
+                b.wait_log(rf"Client {cid} disconnected")
+            pub = Client(b.port)
+            pub.send(conflib.connect5("exp-pub"))
+            assert pub.recv()[0] == 0x20
+            pub.send(conflib.publish5("exp/a", b"brief", qos=1, pid=1, props=conflib.p_u32(0x02, 2)))
+            assert pub.recv()[0] == 0x40
+            pub.send(conflib.publish5("exp/b", b"lasting", qos=1, pid=2, props=conflib.p_u32(0x02, 100)))
+            assert pub.recv()[0] == 0x40
+            pub.send(conflib.publish5("exp/r", b"retained-brief", qos=1, pid=3, retain=True,
+                                      props=conflib.p_u32(0x02, 2)))
+            assert pub.recv()[0] == 0x40
+            b.stop(signal.SIGKILL)
+        time.sleep(3.2)
+        with Broker(persistent_conf(d)) as b:
+            b.wait_log(r"restored 1 sessions, 1 queued .* and 0 retained messages .*; [1-9]\d* expired records removed")
+            c = Client(b.port)
+            c.send(conflib.connect5("short-lived", clean=False, props=conflib.p_u32(0x11, 2)))
+            assert c.recv()[2] == 0, "an expired session came back (session present)"
+            c.close()
+            c = Client(b.port)
+            c.send(conflib.connect5("long-lived", clean=False, props=conflib.p_u32(0x11, 3600)))
+            assert c.recv()[2] == 1, "session present"
+            got = c.recv()
+            m = conflib.parse_publish(got, version=5)
+            assert m["payload"] == b"lasting", m
+            assert c.recv(timeout=0.5) is None, "an expired message was delivered"
+            left = got.find(bytes([0x02]))  # Message Expiry Interval property in the property block
+            assert left > 0
+            remaining = int.from_bytes(got[left + 1:left + 5], "big")
+            assert 90 <= remaining < 100, remaining
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_expired_records_leave_the_store_while_running():
+    """A message that expires in an offline session's queue, and an expired retained message, are
+    removed from the store while the broker runs (queues are swept every 10 s)."""
+    d = tmpdir("tern-persist-sweep-")
+    store = os.path.join(d, "tern-store")
+    try:
+        b = Broker(persistent_conf(d))
+        try:
+            c = Client(b.port)
+            c.send(conflib.connect5("sweeper", clean=False, props=conflib.p_u32(0x11, 3600)))
+            assert c.recv()[0] == 0x20
+            c.send(conflib.subscribe5(1, [("sw/#", 1)]))
+            assert c.recv()[0] == 0x90
+            c.send(bytes([0xE0, 0]))
+            c.close()
+            b.wait_log(r"Client sweeper disconnected")
+            pub = Client(b.port)
+            pub.send(conflib.connect5("sweep-pub"))
+            assert pub.recv()[0] == 0x20
+            pub.send(conflib.publish5("sw/a", b"brief", qos=1, pid=1, props=conflib.p_u32(0x02, 1)))
+            assert pub.recv()[0] == 0x40
+            pub.send(conflib.publish5("sw/r", b"brief-retained", qos=1, pid=2, retain=True,
+                                      props=conflib.p_u32(0x02, 1)))
+            assert pub.recv()[0] == 0x40
+            time.sleep(11.5)
+        finally:
+            b.stop(signal.SIGKILL)  # what the store holds now is what the sweep left
+        out = subprocess.run([TERN, "store", "dump", store], capture_output=True, text=True, timeout=30).stdout
+        assert "session client=\"sweeper\"" in out, out
+        assert "queue client=" not in out, f"an expired message stayed queued in the store:\n{out}"
+        assert "retained" not in out, f"an expired retained message stayed in the store:\n{out}"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_payload_queued_to_many_sessions_is_stored_once():
+    """1 KiB queued to 1,000 offline persistent sessions takes less than 2 KiB + 100 bytes x 1,000
+    of store: one message record and a small entry per session (measured on the table files after
+    a graceful stop, which flushes everything into them)."""
+    d = tmpdir("tern-persist-once-")
+    n = 1000
+    store = os.path.join(d, "tern-store")
+
+    def table_bytes():
+        return sum(os.path.getsize(os.path.join(store, f)) for f in os.listdir(store) if f.endswith(".sst"))
+
+    try:
+        with Broker(persistent_conf(d)) as b:
+            for i in range(n):
+                c = Client(b.port)
+                c.connect(f"s{i:04d}", clean=False)
+                c.send(subscribe(1, [("fan/out", 1)]))
+                c.recv()
+                c.send(DISCONNECT)
+                c.close()
+        before = table_bytes()
+        with Broker(persistent_conf(d)) as b:
+            restored(b, n, 0)
+            pub = Client(b.port)
+            pub.connect("fan-pub")
+            pub.send(publish("fan/out", os.urandom(1024), qos=1, packet_id=1))
+            assert pub.recv(timeout=10) == ack("puback", 1)
+        after = table_bytes()
+        out = subprocess.run([TERN, "store", "dump", store], capture_output=True, text=True, timeout=30).stdout
+        assert out.count("\nmessage id=") + out.startswith("message id=") == 1, "the payload is stored once"
+        assert out.count("queue client=") == n
+        grew = after - before
+        print(f"  1 KiB queued to {n} sessions: {grew} bytes of table files")
+        assert grew < 2048 + 100 * n, grew
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def test_mosquitto_snapshot_keys_are_accepted_with_a_warning():
     d = tmpdir("tern-persist-")
     try:
@@ -378,12 +544,16 @@ if __name__ == "__main__":
     import functools
     tests = []
     for t in (test_restart_keeps_sessions_queues_and_retained, test_v5_properties_survive_restart,
-              test_inflight_resent_with_dup_after_restart, test_inbound_qos2_id_survives_restart):
+              test_inflight_resent_with_dup_after_restart, test_inbound_qos2_id_survives_restart,
+              test_wills_across_a_restart):
         for stop in STOPS:
             f = functools.partial(t, stop)
             f.__name__ = f"{t.__name__}[{stop}]"
             tests.append(f)
     run_tests(tests + [
+        test_expiry_across_a_restart,
+        test_expired_records_leave_the_store_while_running,
+        test_payload_queued_to_many_sessions_is_stored_once,
         test_mosquitto_snapshot_keys_are_accepted_with_a_warning,
         test_persistence_false_keeps_nothing,
         test_foreign_or_damaged_store_stops_the_broker,
