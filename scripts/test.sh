@@ -14,6 +14,7 @@ export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1"
 build/tsan/tests/tern_unit_tests --gtest_filter='Router*' --gtest_brief=1
 TERN_BIN=build/tsan/tern tests/integration/test_sys.py
 TERN_BIN=build/tsan/tern tests/conformance/test_publish.py
+TERN_BIN=build/tsan/tern tests/integration/test_persistence.py  # the store's threads and the workers
 
 echo "=== fuzz smoke: decoder, topics, config, server state machine (10 s each)"
 scripts/fuzz.sh 10
