@@ -94,9 +94,10 @@ void Shard::store_delivery(Delivery& d, const std::string& client, bool inline_m
   e.subscription_ids = d.sub_ids;
   d.seq = next_store_id();
   e.seq = d.seq;
-  if (inline_message && m.store_id == 0) {
-    // One record: put once, erased once (its message has no id and no references).
+  if (inline_message) {
+    // One record: put once, erased once (no message record, no references).
     e.message = to_record(m, 0);
+    d.stored_inline = true;
     work_.put(e);
     return;
   }
@@ -121,7 +122,7 @@ void Shard::forget(const Delivery& d, const std::string& client) {
   if (!store_ || d.seq == 0) return;
   // A QoS 1 entry is written once; a QoS 2 entry also as sent and released.
   progress_.erase_queue_entry(client, d.seq, d.qos == 1);
-  if (d.msg) unref(*d.msg);
+  if (d.msg && !d.stored_inline) unref(*d.msg);
 }
 
 void Shard::write_session(const Session& s, bool new_work) {
@@ -219,11 +220,12 @@ Reason Shard::on_qos2_held(ServerConnection& c, std::uint16_t packet_id, const M
 void Shard::on_qos2_released(ServerConnection& c, std::uint16_t packet_id, const MessagePtr& m) {
   auto* s = static_cast<Session*>(c.user);
   if (!store_ || !s || s->stored_inbound.erase(packet_id) == 0) return;
-  // The deliveries are in this batch's new work; the id goes with the progress after it. PUBCOMP
-  // waits for both: once the client has it, it never sends this PUBREL again.
-  progress_.erase_inbound(s->client_id, packet_id);
+  // The id goes in the same batch as the deliveries (new work): both or neither survive a crash, so
+  // a resent PUBREL never delivers the message twice. PUBCOMP waits for that batch: once the client
+  // has it, it never sends this PUBREL again. The message record goes with its last reference.
+  work_.erase_inbound(s->client_id, packet_id);
   if (m) unref(*m);
-  hold(c, true);
+  hold(c, false);
 }
 
 void Shard::on_stored_flight(ServerConnection& c, const Delivery& d, std::uint16_t packet_id, Flight f) {
@@ -236,8 +238,11 @@ void Shard::on_stored_flight(ServerConnection& c, const Delivery& d, std::uint16
       e.client_id = s->client_id;
       e.seq = d.seq;
       if (!d.msg) return;
-      e.message_id = d.msg->store_id;
-      if (e.message_id == 0) e.message = to_record(*d.msg, 0);  // stored inline: rewritten with the entry
+      if (d.stored_inline) {
+        e.message = to_record(*d.msg, 0);  // rewritten with the entry
+      } else {
+        e.message_id = d.msg->store_id;
+      }
       e.qos = d.qos;
       e.retain = d.retain;
       e.subscription_ids = d.sub_ids;
@@ -399,7 +404,8 @@ class Recovery : public store::Visitor {
     d.retain = e.retain;
     d.sub_ids = std::move(e.subscription_ids);
     d.seq = e.seq;
-    d.msg->store_refs.fetch_add(1, std::memory_order_relaxed);
+    d.stored_inline = e.inline_message();
+    if (!d.stored_inline) d.msg->store_refs.fetch_add(1, std::memory_order_relaxed);
     auto& st = ss.state;
     switch (e.state) {
       case store::QueueState::kQueued:

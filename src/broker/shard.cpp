@@ -92,8 +92,9 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   codec::Properties props;
   if (connect.props.assigned_client_id) props.assigned_client_id = connect.props.assigned_client_id;
   if (connect.props.server_keep_alive) props.server_keep_alive = connect.props.server_keep_alive;
-  if (s->durable.load(std::memory_order_relaxed)) {
-    // The CONNACK of a persistent session goes out once its record is stored.
+  if (s->durable.load(std::memory_order_relaxed) && (fresh || replaced || !store_->full())) {
+    // The CONNACK of a persistent session goes out once its record is stored. A stored session
+    // comes back even while the store is full (without rewriting its record), so its queue drains.
     // After a clean start ended a stored session, the new record follows that erase (progress).
     write_session(*s, fresh && !replaced);
     hold(c, !fresh || replaced);
@@ -259,7 +260,7 @@ bool Shard::reroute(Delivery& d, SessionKey from, bool connected_only, const std
   // The store follows the message: a new entry for a durable member, then the old one goes.
   // (A message stored inline with the old entry is stored inline with the new one.)
   const bool durable = t.durable && nd.qos > 0 && store_ && (nd.msg->store_id || d.seq);
-  if (durable) store_delivery(nd, t.client_id, nd.msg->store_id == 0);
+  if (durable) store_delivery(nd, t.client_id, d.stored_inline || nd.msg->store_id == 0);
   if (d.seq && from_client) forget(d, *from_client);
   d.msg.reset();
   dispatch(t.key, std::move(nd), durable ? &t.client_id : nullptr);
@@ -373,6 +374,8 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
 
 void Shard::on_subscribed(ServerConnection& c, const codec::Subscribe& sub, const std::vector<std::uint8_t>& codes) {
   std::vector<MessagePtr> found;
+  auto* s = static_cast<Session*>(c.user);
+  const bool durable = store_ && s && s->durable.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i < sub.topics.size(); ++i) {
     if (codes[i] >= 0x80 || !send_retained_[i]) continue;
     found.clear();
@@ -383,6 +386,9 @@ void Shard::on_subscribed(ServerConnection& c, const codec::Subscribe& sub, cons
       d.qos = std::min(m->qos, codes[i]);
       d.retain = true;  // retained messages sent on subscribe have RETAIN=1 [MQTT-3.3.1-8]
       if (!sub.props.subscription_ids.empty()) d.sub_ids.push_back(sub.props.subscription_ids[0]);
+      // Stored inline: the retained message is shared with every worker, its record id is not
+      // this worker's to give.
+      if (durable && d.qos > 0) store_delivery(d, s->client_id, true);
       c.deliver(std::move(d));
     }
   }
@@ -523,11 +529,11 @@ void Shard::end_session(Session& s) {
     // Its records go (one range delete), and with them its references to stored messages.
     bool any = s.durable.load(std::memory_order_relaxed) || s.persistent;
     for (const auto& f : s.state.inflight) {
-      if (f.delivery.seq && f.delivery.msg) unref(*f.delivery.msg);
+      if (f.delivery.seq && f.delivery.msg && !f.delivery.stored_inline) unref(*f.delivery.msg);
       any = any || f.delivery.seq;
     }
     for (const auto& d : s.state.queue) {
-      if (d.seq && d.msg) unref(*d.msg);
+      if (d.seq && d.msg && !d.stored_inline) unref(*d.msg);
       any = any || d.seq;
     }
     for (auto id : s.stored_inbound) {

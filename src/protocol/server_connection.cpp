@@ -264,7 +264,12 @@ void ServerConnection::send_to(OutBuffer& out, const codec::Packet& p) {
 }
 
 std::uint64_t ServerConnection::hold() {
-  if (in_packet_ && packet_gate_ != 0) return packet_gate_;
+  if (in_packet_ && packet_gate_ != 0) {
+    for (auto& g : gates_) {
+      if (g.ticket == packet_gate_) ++g.holds;  // a second batch the same acknowledgement waits for
+    }
+    return packet_gate_;
+  }
   Gate g;
   g.ticket = next_ticket_++;
   g.ack_slot = expect_ack_;
@@ -283,8 +288,8 @@ bool ServerConnection::take_ack_slot() {
 void ServerConnection::complete(std::uint64_t ticket, bool ok) {
   for (auto& g : gates_) {
     if (g.ticket == ticket) {
-      g.done = true;
       g.failed = g.failed || !ok;
+      if (g.holds > 0 && --g.holds == 0) g.done = true;
       break;
     }
   }

@@ -206,7 +206,8 @@ class ServerConnection {
   // Durable acknowledgements (docs/durability.md). Called by the handler while it handles a packet
   // (or delivers a message): everything this connection sends from now on, and first the
   // acknowledgement of the packet being handled if one follows, waits until complete(ticket); what
-  // waits goes out in order. Within one packet's handling, every call returns the same ticket.
+  // waits goes out in order. Within one packet's handling, every call returns the same ticket, and
+  // the ticket is complete once complete() was called as many times as hold() returned it.
   std::uint64_t hold();
   // The store wrote (ok) or could not write the records behind `ticket`. On failure a 5.0 PUBACK or
   // PUBREC gets 0x97 (Quota exceeded) and the flow ends; anything else closes the connection.
@@ -319,6 +320,7 @@ class ServerConnection {
   // Output waiting for the store, in order: each gate's acknowledgement, then what was sent after it.
   struct Gate {
     std::uint64_t ticket = 0;
+    unsigned holds = 1;  // hold() calls not yet matched by complete()
     bool done = false;
     bool failed = false;
     bool ack_slot = false;  // opened while handling a packet whose acknowledgement follows

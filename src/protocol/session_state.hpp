@@ -27,6 +27,7 @@ struct Delivery {
   // may have been sent before a restart (then it goes out with DUP=1).
   std::uint64_t seq = 0;
   bool dup = false;
+  bool stored_inline = false;  // the entry holds the message itself (no message record to refer to)
 };
 
 struct OutboundFlight {

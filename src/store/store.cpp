@@ -10,12 +10,15 @@
 #include <rocksdb/write_batch.h>
 
 #include <cassert>
+#include <cstdarg>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <future>
 #include <ostream>
 #include <unordered_set>
 
+#include "core/log.hpp"
 #include "store/fault_fs.hpp"
 
 namespace tern::store {
@@ -136,6 +139,22 @@ class QuietPerfCounters : public rocksdb::EventListener {
 
 constexpr std::size_t kWriteBufferSize = 8u << 20;
 
+// RocksDB's own log goes to the broker's log (warnings and errors only), never to a LOG file in the
+// store's directory: on a full disk, writing that file made Debian's librocksdb abort on one of its
+// assertions, and its lines are of use to an operator only when something is wrong.
+class ForwardingLogger : public rocksdb::Logger {
+ public:
+  ForwardingLogger() : rocksdb::Logger(rocksdb::InfoLogLevel::WARN_LEVEL) {}
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override { Logv(rocksdb::InfoLogLevel::INFO_LEVEL, format, ap); }
+  void Logv(const rocksdb::InfoLogLevel level, const char* format, va_list ap) override {
+    if (level < GetInfoLogLevel()) return;
+    char line[512];
+    std::vsnprintf(line, sizeof line, format, ap);
+    log::write(level >= rocksdb::InfoLogLevel::ERROR_LEVEL ? log::kError : log::kWarning, std::string("Store: ") + line);
+  }
+};
+
 rocksdb::Options db_options() {
   rocksdb::Options o;
   o.listeners.push_back(std::make_shared<QuietPerfCounters>());
@@ -145,8 +164,7 @@ rocksdb::Options db_options() {
   o.paranoid_checks = true;
   o.recycle_log_file_num = 0;
   o.max_background_jobs = 2;
-  o.keep_log_file_num = 4;
-  o.max_log_file_size = 4 << 20;
+  o.info_log = std::make_shared<ForwardingLogger>();
   o.stats_dump_period_sec = 0;
   // The memtables' size property counts whole arena blocks (1 MiB by default): smaller blocks make
   // max_bytes exact to 64 KiB.
@@ -556,7 +574,7 @@ Status Store::write_group(std::vector<Pending>& group, std::vector<Status>& resu
     } else {
       unsynced_ = true;
     }
-    if (full_ && erases_only) compact_when_full_ = true;
+    (void)erases_only;
   } else {
     outcome = s.IsNoSpace() ? Status::kFull : Status::kIoError;
     last_error_ = outcome;
@@ -564,6 +582,9 @@ Status Store::write_group(std::vector<Pending>& group, std::vector<Status>& resu
     for (auto i : included) result[i] = outcome;
   }
   refresh_size();
+  // At the bound, what was just written (erases, state changes) frees space only once compaction has
+  // dropped what it deletes: compact (at most once a second) whenever the store is full after a write.
+  if (full_ && outcome == Status::kOk) compact_when_full_ = true;
   return outcome;
 }
 
@@ -581,7 +602,13 @@ bool Store::resume_if_needed() {
       recovered();
       return true;
     }
-    if (s.IsBusy()) return false;  // RocksDB's own recovery is running
+    if (s.IsBusy()) {
+      // RocksDB's own recovery is running. It waits for free space of a whole memtable's size, which
+      // a small disk may never have: after a few seconds the store reopens the database instead.
+      if (busy_since_ == std::chrono::steady_clock::time_point{}) busy_since_ = now;
+      if (now - busy_since_ < std::chrono::seconds(3)) return false;
+    }
+    busy_since_ = {};
     if (s.IsNoSpace()) {
       last_error_ = Status::kFull;
       publish_full();
@@ -597,6 +624,7 @@ bool Store::resume_if_needed() {
 
 void Store::recovered() {
   needs_resume_ = false;
+  busy_since_ = {};
   // Resume() and a reopen both flush the memtables: what was written before is durable now, and
   // the WAL the failed write belonged to must not be synced again (RocksDB asserts on that).
   unsynced_ = false;

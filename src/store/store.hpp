@@ -209,6 +209,7 @@ class Store {
   std::chrono::steady_clock::time_point last_sync_{};
   std::chrono::steady_clock::time_point last_compaction_{};
   std::chrono::steady_clock::time_point next_recovery_{};
+  std::chrono::steady_clock::time_point busy_since_{};  // RocksDB's recovery has said Busy since
   std::chrono::steady_clock::time_point last_size_poll_{};
 
   std::atomic<std::uint64_t> batches_{0}, records_{0}, writes_{0}, syncs_{0}, full_count_{0}, failed_{0};

@@ -6,6 +6,7 @@ log), and speaks raw MQTT over sockets so tests can check exact bytes.
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -434,6 +435,37 @@ class WsClient(Client):
 
 def connack(session_present=False, code=0):
     return bytes([0x20, 0x02, 1 if session_present else 0, code])
+
+
+def drain_qos1(client, version=4, idle=1.0):
+    """Reads PUBLISH packets until `idle` seconds pass without one, acknowledging each (PUBACK), then
+    disconnects. Returns their payloads in arrival order."""
+    import conflib  # tests/conformance, on the path of every script that imports this
+    payloads = []
+    while True:
+        p = client.recv(timeout=idle)
+        if p is None:
+            break
+        if p[0] >> 4 != 3:
+            continue
+        d = conflib.parse_publish(p, version)
+        payloads.append(d["payload"])
+        client.send(ack("puback", d["pid"]))
+    client.send(DISCONNECT)
+    client.close()
+    return payloads
+
+
+def kill_all(brokers, passed, *dirs):
+    """Kills the brokers (by PID); when the test passed, removes their directories and `dirs` (a
+    failure keeps them, and their logs, to look at)."""
+    for b in brokers:
+        b.stop(signal.SIGKILL)
+        if passed:
+            shutil.rmtree(b.dir, ignore_errors=True)
+    if passed:
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def run_tests(tests):

@@ -1890,3 +1890,34 @@ TEST(DurableAcks, TooManyHeldAcknowledgementsPauseReading) {
   x.t.c->resume(x.t.t0);
   EXPECT_EQ(x.h.tickets.size(), ServerConnection::kMaxHeld + 10);
 }
+
+namespace {
+// Holds the PUBCOMP twice: once while routing the released message, once while releasing its id.
+struct TwiceHandler : HoldingHandler {
+  void on_qos2_released(ServerConnection& c, std::uint16_t, const MessagePtr&) override { tickets.push_back(c.hold()); }
+};
+}  // namespace
+
+TEST(DurableAcks, AnAcknowledgementHeldTwiceWaitsForBothCompletions) {
+  // PUBREL: the deliveries and the release of the id may be written by two batches; PUBCOMP waits
+  // for both (a PUBCOMP sent after the first only would let a crash keep the id).
+  TwiceHandler h;
+  Harness t;
+  t.start();
+  t.c = std::make_unique<ServerConnection>(h, t.limits, "127.0.0.1:50001", t.t0);
+  t.feed(Harness::connect_packet(Version::kV5), Version::kV5);
+  t.take();
+  h.hold_publish = false;
+  t.feed(publish("q", "z", 2, 7), Version::kV5);
+  t.take();  // PUBREC
+  h.hold_publish = true;
+  t.feed(ack(codec::PacketType::kPubrel, 7), Version::kV5);
+  ASSERT_EQ(h.tickets.size(), 2u);
+  EXPECT_EQ(h.tickets[0], h.tickets[1]) << "one packet, one gate";
+  t.c->complete(h.tickets[0], true);
+  EXPECT_TRUE(t.take().empty()) << "PUBCOMP after the first of two batches";
+  t.c->complete(h.tickets[1], true);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).type, codec::PacketType::kPubcomp);
+}
