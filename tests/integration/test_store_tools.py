@@ -27,18 +27,23 @@ def count(out, name):
 
 
 def keeper_with_one_queued_message(b):
-    """A 3.1.1 persistent session subscribed to t/# at QoS 1, offline, with one message queued."""
-    sub = Client(b.port)
-    assert sub.connect("keeper", clean=False) == connack(False)
-    sub.send(subscribe(1, [("t/#", 1)]))
-    assert sub.recv() == bytes([0x90, 3, 0, 1, 1])
-    sub.send(DISCONNECT)
-    sub.close()
-    b.wait_log(r"Client keeper disconnected")
+    """Two 3.1.1 persistent sessions, offline: "keeper" subscribed to t/# and "keeper2" to t/x, both at
+    QoS 1. "queued" (t/x) lands in both: one message record, two entries; "solo" (t/y) in keeper only:
+    one entry with the message inside."""
+    for cid, flt in (("keeper", "t/#"), ("keeper2", "t/x")):
+        sub = Client(b.port)
+        assert sub.connect(cid, clean=False) == connack(False)
+        sub.send(subscribe(1, [(flt, 1)]))
+        assert sub.recv() == bytes([0x90, 3, 0, 1, 1])
+        sub.send(DISCONNECT)
+        sub.close()
+        b.wait_log(rf"Client {cid} disconnected")
     pub = Client(b.port)
     pub.connect("pusher")
     pub.send(publish("t/x", "queued", qos=1, packet_id=1))
     assert pub.recv() == ack("puback", 1)
+    pub.send(publish("t/y", "solo", qos=1, packet_id=2))
+    assert pub.recv() == ack("puback", 2)
     pub.send(DISCONNECT)
     pub.close()
 
@@ -58,8 +63,8 @@ def check_and_dump(b):
     assert rc == 0, out
     assert out.rstrip().endswith("\nok"), out
     assert count(out, "format version") == 1, out
-    assert count(out, "sessions") == 1, out
-    assert count(out, "queue entries") == 1, out
+    assert count(out, "sessions") == 2, out
+    assert count(out, "queue entries") == 3, out
     assert count(out, "messages") == 1, out
     assert count(out, "orphans") == 0, out
     assert count(out, "bytes") > 0, out
@@ -70,8 +75,10 @@ def check_and_dump(b):
     rc, out = store("dump", b.store)
     assert rc == 0, out
     assert re.search(r'^session client="keeper" protocol=4 .*subscriptions=\["t/#" qos=1 ', out, re.M), out
-    assert re.search(r'^queue client="keeper" seq=\d+ message=\d+ qos=1 ', out, re.M), out
+    assert re.search(r'^queue client="keeper" seq=\d+ message=[1-9]\d* qos=1 ', out, re.M), out
+    assert re.search(r'^queue client="keeper2" seq=\d+ message=[1-9]\d* qos=1 ', out, re.M), out
     assert re.search(r'^message id=\d+ topic="t/x" qos=1 .*payload\[6\]="queued"', out, re.M), out
+    assert re.search(r'^queue client="keeper" seq=\d+ message=0 qos=1 .* topic="t/y" .*payload\[4\]="solo"', out, re.M), out
     assert "pusher" not in out.replace('origin="pusher"', ""), "a clean session was stored:\n" + out
     assert "bad key" not in out, out
 
@@ -155,8 +162,8 @@ def power_cut(b):
     rc, out = store("check", b.store)
     assert rc == 0, out
     # kSync: what was acknowledged (SUBACK, PUBACK) was synced and survives.
-    assert count(out, "sessions") == 1, out
-    assert count(out, "queue entries") == 1, out
+    assert count(out, "sessions") == 2, out
+    assert count(out, "queue entries") == 3, out
     rc, out = store("power-cut")
     assert rc == 2, out
     rc, out = store("power-cut", os.path.join(b.dir, "nowhere"))
