@@ -314,7 +314,8 @@ void Shard::store_done(store::Status st) {
 }
 
 void Shard::purge_expired_queues(protocol::TimePoint now) {
-  for (auto& [id, s] : by_client_) {
+  for (auto& entry : by_client_) {
+    Session* s = entry.second.get();
     if (s->conn) continue;  // a connected session drops them when it would send them
     auto& st = s->state;
     std::erase_if(st.queue, [&](const Delivery& d) {
