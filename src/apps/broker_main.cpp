@@ -179,7 +179,7 @@ int broker_main(int argc, char** argv) {
       // Opened after dropping privileges, as the account that writes it.
       const auto t0 = std::chrono::steady_clock::now();
       store::Options so;
-      so.path = cfg.store_path();
+      so.path = std::filesystem::absolute(cfg.store_path()).lexically_normal().string();
       so.mode = cfg.persistence_mode == config::Config::PersistenceMode::kBatched ? store::Options::Mode::kBatched
                                                                                   : store::Options::Mode::kSync;
       so.batch_window = std::chrono::milliseconds(cfg.persistence_batch_window);
