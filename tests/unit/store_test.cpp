@@ -396,6 +396,21 @@ Options opts(const std::string& path, Options::Mode mode = Options::Mode::kSync)
   return o;
 }
 
+// A store reopened and loaded: what the visitor saw and the counts (ok false with error otherwise).
+struct Loaded {
+  std::unique_ptr<Store> st;
+  Collect c;
+  LoadCounts counts;
+  std::string error;
+  bool ok = false;
+};
+Loaded reload(const std::string& path) {
+  Loaded l;
+  l.st = open_store(opts(path));
+  if (l.st) l.ok = l.st->load(l.c, l.error, &l.counts);
+  return l;
+}
+
 SessionRecord session(const std::string& id) {
   SessionRecord s;
   s.client_id = id;
@@ -436,12 +451,10 @@ TEST(Store, RestartKeepsEverythingAndLoadsInOrder) {
     EXPECT_EQ(st->counters().syncs, st->counters().writes);
   }
   {
-    auto st = open_store(opts(path));
-    ASSERT_TRUE(st);
-    Collect c;
-    std::string error;
-    LoadCounts counts;
-    ASSERT_TRUE(st->load(c, error, &counts)) << error;
+    auto l = reload(path);
+    ASSERT_TRUE(l.ok) << l.error;
+    auto& c = l.c;
+    auto& counts = l.counts;
     EXPECT_EQ(counts.messages, 4u);
     EXPECT_EQ(counts.unreferenced_deleted, 1u);
     std::vector<std::string> kinds;
@@ -523,12 +536,10 @@ TEST(Store, OrphansAreSkippedAndDeletedAtLoad) {
   EXPECT_EQ(before.queue_entries, 3u);
   EXPECT_EQ(before.inbound, 4u);
   {
-    auto st = open_store(opts(path));
-    ASSERT_TRUE(st);
-    Collect c;
-    std::string error;
-    LoadCounts counts;
-    ASSERT_TRUE(st->load(c, error, &counts)) << error;
+    auto l = reload(path);
+    ASSERT_TRUE(l.ok) << l.error;
+    auto& c = l.c;
+    auto& counts = l.counts;
     EXPECT_EQ(counts.orphans_deleted, 5u);
     EXPECT_EQ(counts.unreferenced_deleted, 2u);
     EXPECT_EQ(counts.messages, 1u);
@@ -541,12 +552,10 @@ TEST(Store, OrphansAreSkippedAndDeletedAtLoad) {
     EXPECT_EQ(c.inbound_ids, (std::vector<InboundQos2>{{"a", 10, 0}}));
   }
   {
-    auto st = open_store(opts(path));
-    ASSERT_TRUE(st);
-    Collect c;
-    std::string error;
-    LoadCounts counts;
-    ASSERT_TRUE(st->load(c, error, &counts)) << error;
+    auto l = reload(path);
+    ASSERT_TRUE(l.ok) << l.error;
+    auto& c = l.c;
+    auto& counts = l.counts;
     EXPECT_EQ(counts.orphans_deleted, 0u) << "deleted by the first load";
     EXPECT_EQ(counts.unreferenced_deleted, 0u);
     EXPECT_EQ(c.entries.size(), 1u);
