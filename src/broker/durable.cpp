@@ -183,7 +183,8 @@ bool Shard::store_full() {
 bool Shard::needs_store(const MessagePtr& m, const std::string& publisher) {
   if (m->retain && !sys_publish_denied(m->topic)) return true;
   scratch_targets_.clear();
-  broker_.router().match(m->topic, publisher, scratch_targets_, nullptr);
+  scratch_ids_.clear();
+  broker_.router().match(m->topic, publisher, scratch_targets_, nullptr, &scratch_ids_);
   for (const auto& t : scratch_targets_) {
     if (t.durable && (t.opts.qos > 0 || broker_.limits().upgrade_outgoing_qos)) return true;
   }

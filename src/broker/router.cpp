@@ -50,10 +50,12 @@ struct Router::Member {
 
 namespace {
 // A target's durable flag and, for a durable session, its client id (under the router's lock).
-void mark_durable(Target& t, const std::atomic<bool>* durable, const std::string& client_id) {
-  if (durable && durable->load(std::memory_order_relaxed)) {
+void mark_durable(Target& t, const std::atomic<bool>* durable, const std::string& client_id,
+                  std::vector<std::string>* ids) {
+  if (ids && durable && durable->load(std::memory_order_relaxed)) {
     t.durable = true;
-    t.client_id = client_id;
+    t.client = static_cast<std::uint32_t>(ids->size());
+    ids->push_back(client_id);
   }
 }
 }  // namespace
@@ -273,7 +275,8 @@ const Router::Member* Router::pick(const Group& g, SessionKey exclude, bool conn
   return any;
 }
 
-void Router::add_shared(const Node& n, StickyChoices* sticky, std::vector<Target>& out) const {
+void Router::add_shared(const Node& n, StickyChoices* sticky, std::vector<Target>& out,
+                        std::vector<std::string>* ids) const {
   for (const auto& gp : n.groups) {
     const Group& g = *gp;
     const Member* m = nullptr;
@@ -307,32 +310,36 @@ void Router::add_shared(const Node& n, StickyChoices* sticky, std::vector<Target
       }
     }
     out.push_back({m->key, m->opts, m->congested && m->congested->load(std::memory_order_relaxed), g.id});
-    mark_durable(out.back(), m->durable, m->client_id);
+    mark_durable(out.back(), m->durable, m->client_id, ids);
   }
 }
 
-bool Router::choose(std::uint32_t group, SessionKey exclude, bool connected_only, Target& out) const {
+bool Router::choose(std::uint32_t group, SessionKey exclude, bool connected_only, Target& out,
+                    std::string* client) const {
   std::lock_guard lock(lock_->reader());
   auto it = groups_.find(group);
   if (it == groups_.end()) return false;
   const Member* m = pick(*it->second, exclude, connected_only);
   if (!m) return false;
   out = Target{m->key, m->opts, m->congested && m->congested->load(std::memory_order_relaxed), group};
-  mark_durable(out, m->durable, m->client_id);
+  if (client && m->durable && m->durable->load(std::memory_order_relaxed)) {
+    out.durable = true;
+    *client = m->client_id;
+  }
   return true;
 }
 
 void Router::match(std::string_view topic, std::string_view publisher, std::vector<Target>& out,
-                   StickyChoices* sticky) const {
+                   StickyChoices* sticky, std::vector<std::string>* ids) const {
   std::lock_guard lock(lock_->reader());
   auto add = [&](const Node& n) {
     for (const auto& e : n.subs) {
       if (e.opts.no_local && e.client_id == publisher) continue;
       out.push_back({e.key, e.opts, e.congested && e.congested->load(std::memory_order_relaxed)});
-      mark_durable(out.back(), e.durable, e.client_id);
+      mark_durable(out.back(), e.durable, e.client_id, ids);
     }
     // No Local never applies here: it is a protocol error on a shared subscription [MQTT-3.8.3-4].
-    if (!n.groups.empty()) add_shared(n, sticky, out);
+    if (!n.groups.empty()) add_shared(n, sticky, out, ids);
   };
   // Iterative walk with an explicit stack of (node, offset of the next level, first level?).
   struct Frame {

@@ -40,9 +40,10 @@ struct Target {
   bool congested = false;  // the session's queue is above its high-water mark
   std::uint32_t group = 0;  // the shared subscription group that chose this session; 0 = an ordinary one
   // The session is persistent and the broker has a store: QoS 1/2 deliveries to it are stored.
-  // Then client_id is its client identifier (copied only for such sessions).
+  // Then `client` is the index of its client identifier in the `ids` vector given to match() (kept
+  // out of Target, so the fan-out path moves no strings).
   bool durable = false;
-  std::string client_id;
+  std::uint32_t client = 0;
 };
 
 // Where a session is, for choosing among the members of a shared subscription group. Written by the
@@ -79,12 +80,15 @@ class Router {
   // Target::group set: a connected member that is not congested, round robin; else a connected one;
   // else an offline (persistent) one. With `sticky` (the sticky strategy), a group keeps giving this
   // publisher the member it gave it last, while that member is connected.
+  // `ids` (optional) receives the client ids of durable targets (Target::client indexes it).
   void match(std::string_view topic, std::string_view publisher, std::vector<Target>& out,
-             StickyChoices* sticky = nullptr) const;
+             StickyChoices* sticky = nullptr, std::vector<std::string>* ids = nullptr) const;
   // Picks another member of shared group `group` for a message that `exclude` will not take (it went
   // offline, or its session ended), in the same order of preference as match. With `connected_only`,
   // offline members are not considered. False when there is none (or the group is gone).
-  bool choose(std::uint32_t group, SessionKey exclude, bool connected_only, Target& out) const;
+  // `client` (optional) receives a durable member's client id.
+  bool choose(std::uint32_t group, SessionKey exclude, bool connected_only, Target& out,
+              std::string* client = nullptr) const;
   // Subscriptions, counting each shared group membership as one.
   std::size_t size() const;
   // Whether any shared subscription exists (a hint for the caller's fast path; no lock).
@@ -96,7 +100,8 @@ class Router {
   struct Group;
   class SlotLock;
   const Member* pick(const Group& g, SessionKey exclude, bool connected_only) const;
-  void add_shared(const Node& n, StickyChoices* sticky, std::vector<Target>& out) const;
+  void add_shared(const Node& n, StickyChoices* sticky, std::vector<Target>& out,
+                  std::vector<std::string>* ids) const;
   std::unique_ptr<SlotLock> lock_;
   std::unique_ptr<Node> root_;
   std::size_t count_ = 0;

@@ -159,7 +159,8 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     auto it = by_client_.find(publisher);
     if (it != by_client_.end()) sticky = &it->second->sticky;
   }
-  router.match(m->topic, publisher, targets_, sticky);
+  durable_ids_.clear();
+  router.match(m->topic, publisher, targets_, sticky, store_ ? &durable_ids_ : nullptr);
   if (targets_.empty()) return Reason::kNoMatchingSubscribers;
   // One copy per session at the highest granted QoS, with every subscription identifier
   // [MQTT-3.3.5-1]. Sort so that a session's subscriptions are adjacent. A shared group's choice is
@@ -205,7 +206,7 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
     }
     // A QoS 1/2 delivery to a persistent session is stored before it is acknowledged (ADR 0002).
     const bool durable = targets_[i].durable && d.qos > 0 && store_;
-    if (durable) store_delivery(d, targets_[i].client_id, single_durable);
+    if (durable) store_delivery(d, durable_ids_[targets_[i].client], single_durable);
     // Inline rather than dispatch(): this is the per-message path. A local session is always found
     // here (its subscriptions leave the router on this thread before it is freed).
     unsigned w = worker_of(key);
@@ -214,11 +215,13 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
       if (it != by_id_.end()) {
         deliver_local(*it->second, std::move(d));
       } else if (durable) {
-        forget(d, targets_[i].client_id);
+        forget(d, durable_ids_[targets_[i].client]);
       }
     } else {
       if (outbox_.empty()) outbox_.resize(broker_.workers());
-      outbox_[w].push_back(InboxItem{local_of(key), std::move(d), durable ? std::move(targets_[i].client_id) : std::string()});
+      outbox_[w].push_back(
+          InboxItem{local_of(key), std::move(d),
+                    durable ? std::make_unique<std::string>(std::move(durable_ids_[targets_[i].client])) : nullptr});
     }
     i = j;
   }
@@ -243,13 +246,15 @@ void Shard::dispatch(SessionKey key, Delivery&& d, const std::string* client) {
     }
   } else {
     if (outbox_.empty()) outbox_.resize(broker_.workers());
-    outbox_[w].push_back(InboxItem{local_of(key), std::move(d), d.seq && client ? *client : std::string()});
+    const bool stored = d.seq && client;
+    outbox_[w].push_back(InboxItem{local_of(key), std::move(d), stored ? std::make_unique<std::string>(*client) : nullptr});
   }
 }
 
 bool Shard::reroute(Delivery& d, SessionKey from, bool connected_only, const std::string* from_client) {
   Target t;
-  if (!d.msg || !broker_.router().choose(d.share, from, connected_only, t)) return false;
+  std::string client;
+  if (!d.msg || !broker_.router().choose(d.share, from, connected_only, t, store_ ? &client : nullptr)) return false;
   // Delivered at the new member's own granted QoS and options [MQTT-4.8.2-3].
   Delivery nd;
   nd.msg = d.msg;
@@ -260,10 +265,10 @@ bool Shard::reroute(Delivery& d, SessionKey from, bool connected_only, const std
   // The store follows the message: a new entry for a durable member, then the old one goes.
   // (A message stored inline with the old entry is stored inline with the new one.)
   const bool durable = t.durable && nd.qos > 0 && store_ && (nd.msg->store_id || d.seq);
-  if (durable) store_delivery(nd, t.client_id, d.stored_inline || nd.msg->store_id == 0);
+  if (durable) store_delivery(nd, client, d.stored_inline || nd.msg->store_id == 0);
   if (d.seq && from_client) forget(d, *from_client);
   d.msg.reset();
-  dispatch(t.key, std::move(nd), durable ? &t.client_id : nullptr);
+  dispatch(t.key, std::move(nd), durable ? &client : nullptr);
   return true;
 }
 
@@ -638,7 +643,7 @@ void Shard::drain_inbox() {
   control_draining_.clear();
   for (auto& item : draining_) {
     auto it = by_id_.find(item.session);
-    const std::string* client = item.client_id.empty() ? nullptr : &item.client_id;
+    const std::string* client = item.client_id.get();
     if (it != by_id_.end()) {
       deliver_local(*it->second, std::move(item.delivery));
     } else if (item.delivery.share) {

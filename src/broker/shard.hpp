@@ -61,7 +61,9 @@ struct Control {
 struct InboxItem {
   std::uint64_t session;  // local id on the destination worker
   protocol::Delivery delivery;
-  std::string client_id;  // a stored delivery's session (its queue entry's key); else empty
+  // A stored delivery's session (its queue entry's key); null otherwise, so the common case moves
+  // no string.
+  std::unique_ptr<std::string> client_id;
 };
 
 class Shard : public protocol::ConnectionHandler {
@@ -212,6 +214,8 @@ class Shard : public protocol::ConnectionHandler {
   std::vector<store::Status> store_done_in_;  // completions, under inbox_mu_
   std::vector<store::Status> store_done_draining_;
   std::vector<Target> scratch_targets_;
+  std::vector<std::string> scratch_ids_;
+  std::vector<std::string> durable_ids_;  // client ids of route()'s durable targets (Target::client)
   std::mutex inbox_mu_;
   std::vector<InboxItem> inbox_;
   std::vector<InboxItem> draining_;
