@@ -200,7 +200,7 @@ Reason Shard::refuse_full(ServerConnection& c) {
 Reason Shard::on_qos2_held(ServerConnection& c, std::uint16_t packet_id, const MessagePtr& m) {
   auto* s = static_cast<Session*>(c.user);
   if (!store_ || !s || !m) return Reason::kSuccess;
-  const bool durable = s->durable.load(std::memory_order_relaxed);
+  const bool durable = s->state.durable.load(std::memory_order_relaxed);
   if (store_->full() && (durable || needs_store(m, c.client_id())) && store_full()) return refuse_full(c);
   if (!durable) return Reason::kSuccess;
   // A persistent session's held QoS 2 message and its id are stored before PUBREC: after a restart
@@ -360,7 +360,7 @@ class Recovery : public store::Visitor {
     Shard& sh = broker_.shard(broker_.owner_of(r.client_id));
     Session& s = sh.restore_session(r.client_id, r.expiry_interval, from_wall(gone, now_steady_, now_wall_));
     s.version = r.version;
-    s.durable.store(true, std::memory_order_relaxed);
+    s.state.durable.store(true, std::memory_order_relaxed);
     for (const auto& sub : r.subscriptions) {
       sh.restore_subscription(s, sub.filter, SubOptions{sub.qos, sub.no_local, sub.retain_as_published, sub.subscription_id});
     }

@@ -85,14 +85,14 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   std::uint32_t expiry = 0;
   s->persistent = lifetime(*s, expiry);
   s->expiry_s = expiry;
-  s->durable.store(is_durable(*s), std::memory_order_relaxed);
+  s->state.durable.store(is_durable(*s), std::memory_order_relaxed);
   set_presence(*s, kOnline);  // shared subscriptions: a member to choose again
   c.user = s;
   stats_.clients_connected.fetch_add(1, std::memory_order_relaxed);
   codec::Properties props;
   if (connect.props.assigned_client_id) props.assigned_client_id = connect.props.assigned_client_id;
   if (connect.props.server_keep_alive) props.server_keep_alive = connect.props.server_keep_alive;
-  if (s->durable.load(std::memory_order_relaxed) && (fresh || replaced || !store_->full())) {
+  if (s->state.durable.load(std::memory_order_relaxed) && (fresh || replaced || !store_->full())) {
     // The CONNACK of a persistent session goes out once its record is stored. A stored session
     // comes back even while the store is full (without rewriting its record), so its queue drains.
     // After a clean start ended a stored session, the new record follows that erase (progress).
@@ -346,7 +346,7 @@ void Shard::deliver_local(Session& s, Delivery d) {
 void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::vector<std::uint8_t>& codes) {
   auto* s = static_cast<Session*>(c.user);
   send_retained_.assign(sub.topics.size(), 0);
-  const bool durable = s->durable.load(std::memory_order_relaxed);
+  const bool durable = s->state.durable.load(std::memory_order_relaxed);
   if (durable && store_->full() && store_full()) {
     // A persistent session's subscriptions need the store: refused while it is full.
     for (auto& code : codes) {
@@ -360,7 +360,7 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
     SubOptions o{t.qos, t.no_local, t.retain_as_published,
                  sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
     bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested, &s->presence,
-                                            &s->durable);
+                                            &s->state.durable);
     stats_.changes.fetch_add(1, std::memory_order_relaxed);
     s->subs[t.filter] = o;
     std::string_view share_name;
@@ -380,7 +380,7 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
 void Shard::on_subscribed(ServerConnection& c, const codec::Subscribe& sub, const std::vector<std::uint8_t>& codes) {
   std::vector<MessagePtr> found;
   auto* s = static_cast<Session*>(c.user);
-  const bool durable = store_ && s && s->durable.load(std::memory_order_relaxed);
+  const bool durable = store_ && s && s->state.durable.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i < sub.topics.size(); ++i) {
     if (codes[i] >= 0x80 || !send_retained_[i]) continue;
     found.clear();
@@ -409,7 +409,7 @@ void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std
     s->subs.erase(u.filters[i]);
     codes[i] = existed ? 0x00 : to_byte(Reason::kNoSubscriptionExisted);
   }
-  if (s->durable.load(std::memory_order_relaxed)) {
+  if (s->state.durable.load(std::memory_order_relaxed)) {
     write_session(*s, false);
     hold(c, true);  // UNSUBACK once the change is stored
   }
@@ -466,7 +466,7 @@ void Shard::on_closed(ServerConnection& c, CloseCause) {
     if (will) send_will(will);
     if (!s->persistent) {
       end_session(*s);  // [MQTT-3.1.2-6] clean session ends with the connection
-    } else if (s->durable.load(std::memory_order_relaxed)) {
+    } else if (s->state.durable.load(std::memory_order_relaxed)) {
       write_session(*s, false);  // offline since now, with its expiry and pending will
     }
   } else if (will) {
@@ -512,7 +512,7 @@ Session& Shard::restore_session(const std::string& client_id, std::uint32_t expi
 }
 
 void Shard::restore_subscription(Session& s, const std::string& filter, const SubOptions& o) {
-  broker_.router().subscribe(filter, s.key, s.client_id, o, &s.state.congested, &s.presence, &s.durable);
+  broker_.router().subscribe(filter, s.key, s.client_id, o, &s.state.congested, &s.presence, &s.state.durable);
   s.subs[filter] = o;
   std::string_view share_name;
   std::string_view inner;
@@ -532,7 +532,7 @@ void Shard::end_session(Session& s) {
   if (s.shared_member) redistribute(s, false);
   if (store_) {
     // Its records go (one range delete), and with them its references to stored messages.
-    bool any = s.durable.load(std::memory_order_relaxed) || s.persistent;
+    bool any = s.state.durable.load(std::memory_order_relaxed) || s.persistent;
     for (const auto& f : s.state.inflight) {
       if (f.delivery.seq && f.delivery.msg && !f.delivery.stored_inline) unref(*f.delivery.msg);
       any = any || f.delivery.seq;
@@ -546,7 +546,7 @@ void Shard::end_session(Session& s) {
       if (it != s.state.inbound_qos2.end() && it->second && it->second->store_id) unref(*it->second);
     }
     if (any || !s.stored_inbound.empty()) progress_.erase_session_state(s.client_id);
-    s.durable.store(false, std::memory_order_relaxed);
+    s.state.durable.store(false, std::memory_order_relaxed);
   }
   by_id_.erase(s.local_id);
   by_client_.erase(s.client_id);  // destroys s

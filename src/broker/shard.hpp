@@ -41,10 +41,8 @@ struct Session {
   // client comes back first (then cancelled) or the session ends first (then published at once).
   protocol::MessagePtr pending_will;
   protocol::TimePoint will_due{};
-  // The store (docs/durability.md): whether QoS 1/2 deliveries to this session are stored (it is
-  // persistent and the broker has a store; read by other workers through the router), the protocol
+  // The store (docs/durability.md; whether deliveries are stored is state.durable): the protocol
   // version of its last connection, and its inbound QoS 2 ids that have a store record.
-  std::atomic<bool> durable{false};
   codec::Version version = codec::Version::kV311;
   std::unordered_set<std::uint16_t> stored_inbound;
 };
