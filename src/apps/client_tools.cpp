@@ -338,19 +338,15 @@ Prepared prepare(const ToolOptions& o) {
     switch (o.payload_source) {
       case PayloadSource::kMessage: p.payload = o.message; break;
       case PayloadSource::kFile:
-        if (!load_file(o, p.payload)) {
+      case PayloadSource::kStdinFile: {
+        const bool loaded = o.payload_source == PayloadSource::kFile ? load_file(o, p.payload) : load_stdin(o, p.payload);
+        if (!loaded) {
           p.proceed = false;
           p.exit_code = 1;
           return p;
         }
         break;
-      case PayloadSource::kStdinFile:
-        if (!load_stdin(o, p.payload)) {
-          p.proceed = false;
-          p.exit_code = 1;
-          return p;
-        }
-        break;
+      }
       default: break;
     }
   }

@@ -172,12 +172,8 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
   }
   const bool upgrade = broker_.limits().upgrade_outgoing_qos;
   // A message for one persistent session only is stored inline in its queue entry.
-  bool single_durable = false;
-  if (store_ && m->store_id == 0) {
-    std::size_t n = 0;
-    for (const auto& t : targets_) n += t.durable ? 1 : 0;
-    single_durable = n == 1;
-  }
+  // (match() listed one client id per durable target: no second pass over the targets.)
+  const bool single_durable = store_ && m->store_id == 0 && durable_ids_.size() == 1;
   for (std::size_t i = 0; i < targets_.size();) {
     std::size_t j = i;
     Delivery d;
