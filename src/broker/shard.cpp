@@ -128,7 +128,7 @@ Reason Shard::on_publish(ServerConnection& c, const MessagePtr& m) {
   if (m->retain) {
     stored = store_ != nullptr;
     broker_.retained().set(m, store_);  // [MQTT-3.3.1-5]
-    stats_.changes.fetch_add(1, std::memory_order_relaxed);
+    Stats::add(stats_.changes, 1);
   }
   const std::uint64_t before = work_.size();
   Reason r = route(m, c.client_id());
@@ -174,10 +174,12 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
   // A message for one persistent session only is stored inline in its queue entry.
   // (match() listed one client id per durable target: no second pass over the targets.)
   const bool single_durable = store_ && m->store_id == 0 && durable_ids_.size() == 1;
+  // At most one reference per target, taken at once; a delivery sent on the spot gives its back.
+  protocol::RefBatch refs(m, static_cast<std::uint32_t>(targets_.size()));
   for (std::size_t i = 0; i < targets_.size();) {
     std::size_t j = i;
     Delivery d;
-    d.msg = m;
+    d.msg = refs.take();
     d.share = targets_[i].group;
     std::uint8_t granted = 0;
     bool rap = false;
@@ -219,6 +221,7 @@ Reason Shard::route(const MessagePtr& m, const std::string& publisher) {
           InboxItem{local_of(key), std::move(d),
                     durable ? std::make_unique<std::string>(std::move(durable_ids_[targets_[i].client])) : nullptr});
     }
+    if (d.msg) refs.give_back(d.msg);  // not kept: sent (QoS 0) or discarded
     i = j;
   }
   // The reference the message's record got while it was routed (store_delivery).
@@ -307,14 +310,14 @@ void Shard::set_presence(Session& s, Presence p) {
   if (p == kOffline && s.shared_member) redistribute(s, true);
 }
 
-void Shard::deliver_local(Session& s, Delivery d) {
+void Shard::deliver_local(Session& s, Delivery&& d) {
   if (s.conn && s.conn->state() == ServerConnection::State::kConnected) {
     auto before_q0 = s.conn->dropped_qos0();
     auto before_q = s.conn->dropped_queue();
     s.conn->deliver(std::move(d));
-    if (s.conn->dropped_qos0() != before_q0) stats_.dropped_qos0.fetch_add(1, std::memory_order_relaxed);
-    if (s.conn->dropped_queue() != before_q) stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
-    stats_.messages_sent.fetch_add(1, std::memory_order_relaxed);
+    if (s.conn->dropped_qos0() != before_q0) Stats::add(stats_.dropped_qos0, 1);
+    if (s.conn->dropped_queue() != before_q) Stats::add(stats_.dropped_queue_full, 1);
+    Stats::add(stats_.messages_sent, 1);
     if (io_) io_->output_ready(*s.conn);
     return;
   }
@@ -325,13 +328,13 @@ void Shard::deliver_local(Session& s, Delivery d) {
     if (d.seq) forget(d, s.client_id);
     return;
   }
-  stats_.changes.fetch_add(1, std::memory_order_relaxed);
+  Stats::add(stats_.changes, 1);
   const std::uint64_t seq = d.seq;
   Delivery kept;
   if (seq) kept = d;  // only stored deliveries pay for the copy
   if (!protocol::queue_offline(s.state, std::move(d), broker_.limits())) {
     if (seq) forget(kept, s.client_id);  // the offline-queue bound: the one loss every mode allows
-    stats_.dropped_queue_full.fetch_add(1, std::memory_order_relaxed);
+    Stats::add(stats_.dropped_queue_full, 1);
     // Rate-limited: the first drop and then every 1000th.
     if (s.drops_logged++ % 1000 == 0) {
       log(2, fmt::format("Outgoing messages are being dropped for client {}.", s.client_id));
@@ -357,7 +360,7 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
                  sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
     bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested, &s->presence,
                                             &s->state.durable);
-    stats_.changes.fetch_add(1, std::memory_order_relaxed);
+    Stats::add(stats_.changes, 1);
     s->subs[t.filter] = o;
     std::string_view share_name;
     std::string_view inner;
@@ -401,7 +404,7 @@ void Shard::on_unsubscribe(ServerConnection& c, const codec::Unsubscribe& u, std
   for (std::size_t i = 0; i < u.filters.size(); ++i) {
     if (codes[i] >= 0x80) continue;
     bool existed = broker_.router().unsubscribe(u.filters[i], s->key);
-    stats_.changes.fetch_add(1, std::memory_order_relaxed);
+    Stats::add(stats_.changes, 1);
     s->subs.erase(u.filters[i]);
     codes[i] = existed ? 0x00 : to_byte(Reason::kNoSubscriptionExisted);
   }
@@ -637,6 +640,7 @@ void Shard::drain_inbox() {
     }
   }
   control_draining_.clear();
+  protocol::ReleaseBatch done;  // consecutive items often carry the same message (a fan-out)
   for (auto& item : draining_) {
     auto it = by_id_.find(item.session);
     const std::string* client = item.client_id.get();
@@ -648,7 +652,9 @@ void Shard::drain_inbox() {
     } else if (item.delivery.seq && client) {
       forget(item.delivery, *client);  // its session ended meanwhile
     }
+    done.add(item.delivery.msg);
   }
+  done.flush();
   draining_.clear();
 }
 
@@ -659,8 +665,8 @@ void Shard::flush_outboxes() {
   for (unsigned w = 0; w < outbox_.size(); ++w) {
     auto& box = outbox_[w];
     if (box.empty()) continue;
-    stats_.cross_worker_batches.fetch_add(1, std::memory_order_relaxed);
-    stats_.cross_worker_deliveries.fetch_add(box.size(), std::memory_order_relaxed);
+    Stats::add(stats_.cross_worker_batches, 1);
+    Stats::add(stats_.cross_worker_deliveries, box.size());
     broker_.shard(w).enqueue(box);
   }
 }

@@ -152,7 +152,7 @@ class Shard : public protocol::ConnectionHandler {
   // Drops expired messages from the queues of offline sessions (and their records) [MQTT-3.3.2-5].
   void purge_expired_queues(protocol::TimePoint now);
   protocol::TimePoint last_purge_{};
-  void deliver_local(Session& s, protocol::Delivery d);
+  void deliver_local(Session& s, protocol::Delivery&& d);
   // Back-pressure: register `publisher` as waiting on subscriber session `sub` (any worker), and
   // resume a publisher (any worker).
   void wait_on(SessionKey sub, SessionKey publisher);

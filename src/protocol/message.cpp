@@ -29,8 +29,8 @@ MessagePtr Message::make(std::string_view topic, std::string_view payload, std::
   return MessagePtr(m);
 }
 
-void Message::release(const Message* m) {
-  if (m->refs_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+void Message::release(const Message* m, std::uint32_t n) {
+  if (m->refs_.fetch_sub(n, std::memory_order_acq_rel) != n) return;
   auto* mm = const_cast<Message*>(m);
   mm->~Message();
   ::operator delete(static_cast<void*>(mm));

@@ -20,6 +20,8 @@ using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
 class MessagePtr;
+class RefBatch;
+class ReleaseBatch;
 
 class Message {
  public:
@@ -48,9 +50,12 @@ class Message {
 
  private:
   friend class MessagePtr;
+  friend class RefBatch;
+  friend class ReleaseBatch;
   Message() = default;
   ~Message() = default;
-  static void release(const Message* m);
+  // Drops n references; the one that takes the count to zero frees the message.
+  static void release(const Message* m, std::uint32_t n = 1);
   static const codec::Properties kNoProperties;
   mutable std::atomic<std::uint32_t> refs_{1};
   std::unique_ptr<codec::Properties> props_;
@@ -83,13 +88,75 @@ class MessagePtr {
   const Message* operator->() const { return m_; }
   const Message& operator*() const { return *m_; }
   explicit operator bool() const { return m_ != nullptr; }
+  std::uint32_t use_count() const { return m_ ? m_->refs_.load(std::memory_order_relaxed) : 0; }
   bool operator==(const MessagePtr& o) const { return m_ == o.m_; }
   bool operator==(std::nullptr_t) const { return m_ == nullptr; }
 
  private:
   friend class Message;
-  explicit MessagePtr(const Message* m) : m_(m) {}
+  friend class RefBatch;
+  friend class ReleaseBatch;
+  explicit MessagePtr(const Message* m) : m_(m) {}  // adopts a reference already counted
   const Message* m_ = nullptr;
+};
+
+// References to one message taken from its count in one atomic step, and the unused ones returned in
+// one: routing a message to N sessions costs two atomic operations on the count instead of up to 2N
+// (the count shares its cache line with the topic and payload that every worker reads). The caller
+// keeps its own reference to the message for the batch's lifetime, so returning never frees it.
+class RefBatch {
+ public:
+  RefBatch(const MessagePtr& m, std::uint32_t n) : m_(m.get()), left_(n) {
+    if (left_) m_->refs_.fetch_add(left_, std::memory_order_relaxed);
+  }
+  RefBatch(const RefBatch&) = delete;
+  RefBatch& operator=(const RefBatch&) = delete;
+  ~RefBatch() {
+    if (left_) m_->refs_.fetch_sub(left_, std::memory_order_release);
+  }
+  // One of the references (a counted one if the batch ran out).
+  MessagePtr take() {
+    if (left_ == 0) {
+      m_->refs_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      --left_;
+    }
+    return MessagePtr(m_);
+  }
+  // Takes back p's reference (p points to the batch's message) and empties p.
+  void give_back(MessagePtr& p) {
+    p.m_ = nullptr;
+    ++left_;
+  }
+
+ private:
+  const Message* m_;
+  std::uint32_t left_;
+};
+
+// Releases references in one atomic step per run of consecutive references to the same message
+// (a worker draining a batch of deliveries of one fan-out).
+class ReleaseBatch {
+ public:
+  ReleaseBatch() = default;
+  ReleaseBatch(const ReleaseBatch&) = delete;
+  ReleaseBatch& operator=(const ReleaseBatch&) = delete;
+  ~ReleaseBatch() { flush(); }
+  void add(MessagePtr& p) {
+    if (!p) return;
+    if (p.m_ != m_) flush();
+    m_ = std::exchange(p.m_, nullptr);
+    ++n_;
+  }
+  void flush() {
+    if (n_) Message::release(m_, n_);
+    m_ = nullptr;
+    n_ = 0;
+  }
+
+ private:
+  const Message* m_ = nullptr;
+  std::uint32_t n_ = 0;
 };
 
 }  // namespace tern::protocol

@@ -933,7 +933,7 @@ std::size_t ServerConnection::window() const {
   return std::min<std::size_t>(w, client_receive_max_);
 }
 
-void ServerConnection::deliver(Delivery d) {
+void ServerConnection::deliver(Delivery&& d) {
   if (state_ != State::kConnected || session_ == nullptr) return;
   if (d.qos == 0) {
     if (buffered() > limits_.max_outbound_bytes) {
@@ -1000,7 +1000,7 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
   // Message expiry [MQTT-3.3.2-5]: an expired message is not sent; otherwise the interval forwarded
   // is what is left of it [MQTT-3.3.2-6]. Properties are copied only for such messages.
   const codec::Properties* props = &m.props();
-  codec::Properties adjusted;
+  std::unique_ptr<codec::Properties> adjusted;  // a large struct: built only for such a message
   if (m.has_props() && props->message_expiry) {
     auto waited = std::chrono::duration_cast<std::chrono::seconds>(limits_.clock() - m.created).count();
     if (waited < 0) waited = 0;
@@ -1011,9 +1011,9 @@ bool ServerConnection::send_publish(const Delivery& d, std::uint16_t packet_id, 
     }
     if (v5) {
       // A resend (delivery already started) of an expired message says 0 seconds are left.
-      adjusted = *props;
-      adjusted.message_expiry = expired ? 0u : static_cast<std::uint32_t>(*props->message_expiry - waited);
-      props = &adjusted;
+      adjusted = std::make_unique<codec::Properties>(*props);
+      adjusted->message_expiry = expired ? 0u : static_cast<std::uint32_t>(*props->message_expiry - waited);
+      props = &*adjusted;
     }
   }
   // Outbound topic alias [MQTT-3.3.2-10..12 via the client's Topic Alias Maximum].

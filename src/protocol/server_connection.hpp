@@ -247,8 +247,9 @@ class ServerConnection {
   std::size_t held() const { return gates_.size(); }
   static constexpr std::size_t kMaxHeld = 4096;
 
-  // Deliver one message (session online). QoS 1/2 respect the in-flight window.
-  void deliver(Delivery d);
+  // Deliver one message (session online). QoS 1/2 respect the in-flight window. d is moved from only
+  // when it is kept (in flight or queued): a QoS 0 delivery written at once leaves d.msg to the caller.
+  void deliver(Delivery&& d);
   // Move session state away (connection ends, session persists elsewhere).
   SessionState* session() const { return session_; }
   void detach_session() { session_ = nullptr; }
