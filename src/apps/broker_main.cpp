@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "broker/auth.hpp"
 #include "broker/broker.hpp"
 #include "store/store.hpp"
 #include "config/config.hpp"
@@ -160,6 +161,8 @@ int broker_main(int argc, char** argv) {
   }
   try {
     broker::Broker broker(cfg, workers);
+    // Password and ACL files: a file that does not load stops the start, before any port opens.
+    broker.set_auth(broker::Auth::load(cfg));
     net::Server server(cfg, broker);
     server.bind();
     if (!cfg.listeners_configured) {

@@ -11,6 +11,8 @@ int broker_main(int argc, char** argv);
 void broker_usage(std::FILE* out);
 int store_main(int argc, char** argv);
 void store_usage(std::FILE* out);
+int passwd_main(int argc, char** argv);
+void passwd_usage(std::FILE* out);
 }  // namespace tern::apps
 
 namespace {
@@ -25,6 +27,7 @@ void usage(std::FILE* out) {
                "  sub        subscribe and print messages (mosquitto_sub's options)\n"
                "  rr         send an MQTT 5 request and print the response (mosquitto_rr's options)\n"
                "  store      check or dump the broker's store (tern store check|dump [-c FILE | PATH])\n"
+               "  passwd     manage a password file (mosquitto_passwd's options)\n"
                "  help [CMD] show this help, or the complete usage of CMD\n"
                "  version    print the version (also --version)\n",
                TERN_VERSION);
@@ -53,6 +56,8 @@ int main(int argc, char** argv) {
       std::fputs(tern::tools::usage(tern::tools::Tool::kRr).c_str(), stdout);
     } else if (argc >= 3 && std::strcmp(argv[2], "store") == 0) {
       tern::apps::store_usage(stdout);
+    } else if (argc >= 3 && std::strcmp(argv[2], "passwd") == 0) {
+      tern::apps::passwd_usage(stdout);
     } else {
       usage(stdout);
     }
@@ -63,6 +68,7 @@ int main(int argc, char** argv) {
   if (cmd == "sub") return tern::apps::sub_main(argc - 1, argv + 1);
   if (cmd == "rr") return tern::apps::rr_main(argc - 1, argv + 1);
   if (cmd == "store") return tern::apps::store_main(argc - 1, argv + 1);
+  if (cmd == "passwd") return tern::apps::passwd_main(argc - 1, argv + 1);
   std::fprintf(stderr, "tern: unknown command '%s'\n\n", cmd.c_str());
   usage(stderr);
   return 1;

@@ -1,5 +1,6 @@
 #include "broker/broker.hpp"
 
+#include "broker/auth.hpp"
 #include "broker/shard.hpp"
 
 namespace tern::broker {
@@ -29,6 +30,14 @@ Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
   limits_.response_topic_prefix = cfg.response_topic_prefix;
   limits_.validate_utf8_payload = cfg.validate_utf8_payload;
   limits_.verbose = (cfg.log_types & config::kLogDebug) != 0;
+  // Limits and defences: the configuration's 0 ("no limit") becomes the largest value.
+  limits_.max_connect_size = cfg.max_connect_size;
+  limits_.max_client_id_length = cfg.max_clientid_len == 0 ? 65535 : cfg.max_clientid_len;
+  limits_.max_topic_levels = cfg.max_topic_levels == 0 ? UINT32_MAX : cfg.max_topic_levels;
+  limits_.max_topic_length = cfg.max_topic_length == 0 ? 65535 : cfg.max_topic_length;
+  limits_.max_packet_properties = cfg.max_packet_properties;
+  limits_.messages_rate = cfg.messages_rate;
+  limits_.bytes_rate = cfg.bytes_rate;
   if (workers == 0) workers = 1;
   for (unsigned i = 0; i < workers; ++i) {
     stats_.push_back(std::make_unique<Stats>());
@@ -37,6 +46,17 @@ Broker::Broker(const config::Config& cfg, unsigned workers) : cfg_(cfg) {
 }
 
 Broker::~Broker() = default;
+
+std::shared_ptr<const Auth> Broker::auth() const {
+  std::lock_guard lock(auth_mu_);
+  if (!auth_) auth_ = Auth::load(cfg_);  // no files named: nothing to read, cannot fail
+  return auth_;
+}
+
+void Broker::set_auth(std::shared_ptr<const Auth> a) {
+  std::lock_guard lock(auth_mu_);
+  auth_ = std::move(a);
+}
 
 void Broker::set_store(store::Store* s) {
   store_ = s;

@@ -1,8 +1,10 @@
 #pragma once
 // The broker: global state shared by all workers (subscription index, retained messages,
 // statistics) and one Shard per worker. Created on the main thread before workers start.
+#include <array>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +21,7 @@ class Store;
 namespace tern::broker {
 
 class Shard;
+class Auth;
 
 // Counters of one worker: written only by that worker's thread, read by any (relaxed atomics). Each
 // worker has its own cache line(s), so counting never makes cores fight over a line; readers add the
@@ -68,6 +71,11 @@ struct alignas(64) Stats {
   std::atomic<std::uint64_t> stored_messages{0};
   std::atomic<std::uint64_t> stored_bytes{0};
   std::atomic<std::uint64_t> shared_subscriptions{0};
+  // Limits hit ($SYS/broker/tern/limits/<key>): by this worker's connections (collected from
+  // ServerConnection::limit_hits with the counters above), and, in worker 0's Stats only, by the
+  // acceptor thread (max_connections, max_conn_rate, open files, connect_timeout before a worker).
+  std::array<std::atomic<std::uint64_t>, protocol::kLimitCount> limits{};
+  std::array<std::atomic<std::uint64_t>, protocol::kLimitCount> acceptor_limits{};
 };
 
 // What a Shard needs from its worker thread (implemented by net::Worker).
@@ -122,6 +130,10 @@ class Broker {
   std::atomic<bool> store_full_logged{false};
   const protocol::ServerLimits& limits() const { return limits_; }
   protocol::TimePoint started() const { return started_; }
+  // Authentication and access control (auth.hpp): any thread takes the current one; a reload puts a
+  // new one in place whole. Without set_auth, a configuration without password or ACL files applies.
+  std::shared_ptr<const Auth> auth() const;
+  void set_auth(std::shared_ptr<const Auth> a);
 
  private:
   const config::Config& cfg_;
@@ -133,6 +145,8 @@ class Broker {
   RetainedStore retained_;
   std::vector<std::unique_ptr<Stats>> stats_;
   std::vector<std::unique_ptr<Shard>> shards_;
+  mutable std::mutex auth_mu_;
+  mutable std::shared_ptr<const Auth> auth_;
 };
 
 }  // namespace tern::broker

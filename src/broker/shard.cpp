@@ -35,14 +35,26 @@ std::string Shard::assign_client_id(const std::string& prefix) {
 }
 
 void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
-  const auto& cfg = broker_.config();
-  if (!cfg.effective_allow_anonymous()) {
-    // No password file support yet: with anonymous access off nobody can be authenticated.
+  const std::string& id = c.client_id();
+  // Authentication (password_file, allow_anonymous, clientid_prefixes) and, with an acl_file, the
+  // will's topic: a will the client may not publish refuses the connection (docs/security.md).
+  std::shared_ptr<const Auth> auth = broker_.auth();
+  const Auth::Rules& rules = auth->rules(c.listener);
+  Reason verdict = auth->authenticate(c.listener, id, c.username(), connect.password, c.identity_from_transport());
+  security::Acl::ClientView view;
+  if (rules.acl) {
+    view = rules.acl->view(id, c.username() ? &*c.username() : nullptr);
+    if (verdict == Reason::kSuccess && c.will() && !view.allowed(c.will()->topic, security::Access::kWrite)) {
+      log(1, fmt::format("Denied will of client {} on '{}': the ACL does not allow it to publish there.", id,
+                         c.will()->topic));
+      verdict = Reason::kNotAuthorized;
+    }
+  }
+  if (verdict != Reason::kSuccess) {
     stats_.connections_refused.fetch_add(1, std::memory_order_relaxed);
-    c.refuse(Reason::kNotAuthorized);
+    c.refuse(verdict);
     return;
   }
-  const std::string& id = c.client_id();
   bool session_present = false;
   bool replaced = false;  // a clean start ended an earlier session in this call
   Session* s = nullptr;
@@ -78,6 +90,37 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
     return;
   }
   if (!s) s = &new_session(id);
+  if (rules.acl) {
+    if (!s->acl) s->acl = std::make_unique<Session::AclState>();
+    s->acl->auth = auth;
+    s->acl->view = std::move(view);
+  } else {
+    s->acl.reset();
+  }
+  s->acl_denial_logged = false;
+  s->username = c.username();
+  s->identity_from_transport = c.identity_from_transport();
+  s->listener = c.listener;
+  s->credentials_known = true;
+  if (s->acl && !s->state.queue.empty()) {
+    // Queued while the session was offline with no view or an older one: what this client may not
+    // read now is not sent.
+    auto& q = s->state.queue;
+    std::size_t w = 0;
+    for (std::size_t r = 0; r < q.size(); ++r) {
+      if (!s->may_read(q[r].msg->topic)) {
+        s->state.queued_bytes -= q[r].msg->payload.size();
+        if (q[r].seq) forget(q[r], s->client_id);
+        continue;
+      }
+      if (w != r) q[w] = std::move(q[r]);
+      ++w;
+    }
+    q.resize(w);
+  }
+  // Kept for the check after a reload, and only where a password file could ask for it again.
+  s->password = rules.passwords && connect.password ? std::make_unique<std::string>(std::move(*connect.password)) : nullptr;
+  connect.password.reset();
   s->conn = &c;
   s->version = c.version();
   c.serial = next_serial_++;
@@ -113,6 +156,17 @@ Reason Shard::authorize_publish(ServerConnection& c, const protocol::Message& m)
       s->sys_denial_logged = true;
       log(1, fmt::format("Denied PUBLISH from {} (q{}, r{}, '{}', ... ({} bytes)): $SYS is read-only; further "
                          "denials for this client are not logged.",
+                         c.client_id(), m.qos, m.retain ? 1 : 0, m.topic, m.payload.size()));
+    }
+    return Reason::kNotAuthorized;
+  }
+  auto* s = static_cast<Session*>(c.user);
+  if (s && s->acl && !s->acl->view.allowed(m.topic, security::Access::kWrite)) {
+    // Mosquitto's log line; once per connection, so a client that keeps trying cannot flood the log.
+    if (!s->acl_denial_logged) {
+      s->acl_denial_logged = true;
+      log(1, fmt::format("Denied PUBLISH from {} (d0, q{}, r{}, m0, '{}', ... ({} bytes)): not allowed by the ACL; "
+                         "further denials for this connection are not logged.",
                          c.client_id(), m.qos, m.retain ? 1 : 0, m.topic, m.payload.size()));
     }
     return Reason::kNotAuthorized;
@@ -311,6 +365,11 @@ void Shard::set_presence(Session& s, Presence p) {
 }
 
 void Shard::deliver_local(Session& s, Delivery&& d) {
+  if (s.acl && !s.may_read(d.msg->topic)) [[unlikely]] {
+    // acl_file: every delivery is checked, so a wildcard never delivers a topic the client may not read.
+    if (d.seq) forget(d, s.client_id);
+    return;
+  }
   if (s.conn && s.conn->state() == ServerConnection::State::kConnected) {
     auto before_q0 = s.conn->dropped_qos0();
     auto before_q = s.conn->dropped_queue();
@@ -353,9 +412,33 @@ void Shard::on_subscribe(ServerConnection& c, const codec::Subscribe& sub, std::
     }
     return;
   }
+  if (s->acl) {
+    // acl_file: a filter that can reach no topic the client may read, or that a deny rule covers, is
+    // refused (Mosquitto grants it and filters deliveries; Tern does both, docs/security.md).
+    for (std::size_t i = 0; i < sub.topics.size(); ++i) {
+      if (codes[i] >= 0x80 || s->acl->view.subscribe_allowed(sub.topics[i].filter)) continue;
+      codes[i] = c.version() == codec::Version::kV5 ? to_byte(Reason::kNotAuthorized) : 0x80;
+      log(1, fmt::format("Denied SUBSCRIBE from {} to '{}': not allowed by the ACL.", c.client_id(), sub.topics[i].filter));
+    }
+  }
+  const std::size_t max_subs = broker_.config().max_subscriptions;
+  bool max_subs_logged = false;
   for (std::size_t i = 0; i < sub.topics.size(); ++i) {
     if (codes[i] >= 0x80) continue;
     const auto& t = sub.topics[i];
+    if (max_subs != 0 && s->subs.size() >= max_subs && !s->subs.contains(t.filter)) {
+      // max_subscriptions: each subscription costs trie nodes and a write lock on every reader slot, so
+      // one session may not hold without bound. A new filter beyond it fails (5.0: 0x97 Quota exceeded;
+      // 3.1.1: 0x80); replacing one the session has is always allowed.
+      codes[i] = c.version() == codec::Version::kV5 ? to_byte(Reason::kQuotaExceeded) : 0x80;
+      c.count_limit(protocol::Limit::kMaxSubscriptions);
+      if (!max_subs_logged) {
+        log(1, fmt::format("Client {} has {} subscriptions (max_subscriptions): '{}' refused.", c.client_id(),
+                           s->subs.size(), t.filter));
+        max_subs_logged = true;
+      }
+      continue;
+    }
     SubOptions o{t.qos, t.no_local, t.retain_as_published,
                  sub.props.subscription_ids.empty() ? 0u : sub.props.subscription_ids[0]};
     bool fresh = broker_.router().subscribe(t.filter, s->key, s->client_id, o, &s->state.congested, &s->presence,
@@ -385,6 +468,7 @@ void Shard::on_subscribed(ServerConnection& c, const codec::Subscribe& sub, cons
     found.clear();
     broker_.retained().match(sub.topics[i].filter, found);
     for (auto& m : found) {
+      if (!s->may_read(m->topic)) continue;  // retained messages pass the read check too
       Delivery d;
       d.msg = m;
       d.qos = std::min(m->qos, codes[i]);
@@ -433,6 +517,44 @@ void Shard::send_will(const protocol::MessagePtr& m) {
 
 void Shard::publish_will(ServerConnection& c) {
   if (auto m = take_will(c)) send_will(m);
+}
+
+std::size_t Shard::apply_auth(const std::shared_ptr<const Auth>& auth) {
+  std::size_t kicked = 0;
+  std::vector<ServerConnection*> out;
+  for (auto& [id, sp] : by_client_) {
+    Session& s = *sp;
+    if (!s.credentials_known) continue;  // checked when its client connects
+    const Auth::Rules& rules = auth->rules(s.listener);
+    const std::string* user = s.username ? &*s.username : nullptr;
+    if (s.conn && s.conn->state() == ServerConnection::State::kConnected) {
+      std::optional<std::string> password;
+      if (s.password) password = *s.password;
+      if (auth->authenticate(s.listener, id, s.username, password, s.identity_from_transport) != Reason::kSuccess) {
+        log(1, fmt::format("Client {} no longer passes the reloaded password file or settings, disconnecting.", id));
+        out.push_back(s.conn);
+        continue;
+      }
+    }
+    if (rules.acl) {
+      if (!s.acl) s.acl = std::make_unique<Session::AclState>();
+      s.acl->auth = auth;
+      s.acl->view = rules.acl->view(id, user);
+      if (s.conn && s.conn->will() && !s.acl->view.allowed(s.conn->will()->topic, security::Access::kWrite)) {
+        log(1, fmt::format("Will of client {} on '{}' is no longer allowed by the ACL; dropped.", id, s.conn->will()->topic));
+        s.conn->clear_will();
+      }
+    } else {
+      s.acl.reset();
+    }
+  }
+  // Disconnected after the walk: closing a clean session ends it (and erases it from by_client_).
+  for (ServerConnection* c : out) {
+    c->disconnect(Reason::kNotAuthorized, CloseCause::kNotAuthorized);
+    if (io_) io_->output_ready(*c);
+    ++kicked;
+  }
+  return kicked;
 }
 
 void Shard::on_closed(ServerConnection& c, CloseCause) {

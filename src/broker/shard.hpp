@@ -6,10 +6,12 @@
 #include <memory>
 #include <unordered_set>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "broker/auth.hpp"
 #include "broker/broker.hpp"
 #include "broker/sys_topics.hpp"
 #include "store/store.hpp"
@@ -45,6 +47,24 @@ struct Session {
   // version of its last connection, and its inbound QoS 2 ids that have a store record.
   codec::Version version = codec::Version::kV311;
   std::unordered_set<std::uint16_t> stored_inbound;
+  // acl_file: the client's view of the ACL its last connection was checked with (and that ACL's
+  // owner, kept alive across a reload). Null: no ACL applies, every topic is allowed.
+  struct AclState {
+    std::shared_ptr<const Auth> auth;
+    security::Acl::ClientView view;
+  };
+  std::unique_ptr<AclState> acl;
+  // The credentials of the last connection, for the check after a reload (the password only while
+  // a password file applies to it).
+  std::optional<std::string> username;
+  std::unique_ptr<std::string> password;
+  bool identity_from_transport = false;
+  int listener = -1;
+  // False for a session restored from the store until its client connects: its username is not
+  // known, so no ACL view can be built; its queue is checked when the client comes back.
+  bool credentials_known = false;
+  bool may_read(std::string_view topic) const { return !acl || acl->view.allowed(topic, security::Access::kRead); }
+  bool acl_denial_logged = false;  // a PUBLISH denied by the ACL was logged (once per connection)
 };
 
 // A back-pressure signal between workers: "pause publisher `other` until session `session` drains"
@@ -108,6 +128,10 @@ class Shard : public protocol::ConnectionHandler {
   void flush_store();
   // Owner thread, about once a second: session expiry.
   void tick(protocol::TimePoint now);
+  // Owner thread, after a reload put new password and ACL files in place (Broker::set_auth): checks
+  // every connected client again as Mosquitto does, disconnecting those that no longer pass (5.0:
+  // DISCONNECT 0x87), and gives every session its view of the new ACL. Returns how many it disconnected.
+  std::size_t apply_auth(const std::shared_ptr<const Auth>& auth);
 
   std::size_t session_count() const { return by_client_.size(); }
   // Every session of this worker, by client id (owner thread, or no worker running).

@@ -144,6 +144,14 @@ void SysTree::collect(Broker& b, protocol::TimePoint now, Values& out) {
   pub("$SYS/broker/tern/cross_worker/deliveries", sum(&Stats::cross_worker_deliveries));
   pub("$SYS/broker/tern/dropped/qos0", sum(&Stats::dropped_qos0));
   pub("$SYS/broker/tern/dropped/queue_full", sum(&Stats::dropped_queue_full));
+  for (std::size_t i = 0; i < protocol::kLimitCount; ++i) {
+    std::uint64_t hits = 0;
+    for (unsigned w = 0; w < b.workers(); ++w) {
+      hits += b.stats(w).limits[i].load(std::memory_order_relaxed) +
+              b.stats(w).acceptor_limits[i].load(std::memory_order_relaxed);
+    }
+    pub(fmt::format("$SYS/broker/tern/limits/{}", protocol::limit_name(static_cast<protocol::Limit>(i))), hits);
+  }
 }
 
 void sample_worker(const Shard& shard, bool count_shared, Stats& stats) {

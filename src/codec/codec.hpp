@@ -38,8 +38,10 @@ FrameStatus parse_frame(const std::uint8_t* data, std::size_t size, std::uint32_
 
 // Decodes one complete packet body. `version` is the connection's negotiated version (ignored for
 // CONNECT, which carries its own). Validates fixed-header flags, packet ids, UTF-8, properties.
+// `max_properties` bounds the properties of the packet (each user property counts; a CONNECT's will
+// properties too); more is 0x97 Quota exceeded, found before the rest is decoded. 0 = no bound.
 DecodeError decode_packet(const FrameHeader& header, const std::uint8_t* body, Version version,
-                          Packet& out);
+                          Packet& out, std::uint32_t max_properties = 0);
 
 // Encodes a packet for the given version, appending to `out`.
 void encode_packet(const Packet& packet, Version version, std::string& out);

@@ -148,13 +148,19 @@ DecodeError read_str_prop(Reader& r, std::optional<std::string>& slot, bool utf8
 }
 
 // Reads a property block (length + properties) into `props`. `where` is the packet type bit (or kWill).
-DecodeError read_properties(Reader& r, std::uint32_t where, Properties& props) {
+// `left` is how many more properties the packet may have (max_packet_properties): user properties may
+// repeat, and without a bound a packet of a few MiB would become a vector of millions of strings.
+DecodeError read_properties(Reader& r, std::uint32_t where, Properties& props, std::uint32_t& left) {
   std::uint32_t len;
   if (!r.varint(len)) return malformed("bad property length");
   if (len > r.left()) return malformed("property length exceeds packet");
   Reader pr(r.pos(), len);
   r.skip(len);
   while (pr.left() > 0) {
+    // Counted before the property is read, so the vectors stop growing at the bound. 0x97 is the code
+    // for "an implementation or administrative imposed limit has been exceeded" (CONNACK, DISCONNECT).
+    if (left == 0) return {Reason::kQuotaExceeded, "more properties than the server allows"};
+    --left;
     std::uint32_t id;
     // Property identifiers are Variable Byte Integers; all defined ones fit in one byte.
     if (!pr.varint(id)) return malformed("bad property identifier");
@@ -222,7 +228,7 @@ DecodeError read_properties(Reader& r, std::uint32_t where, Properties& props) {
   return {};
 }
 
-DecodeError decode_connect(const std::uint8_t* body, std::size_t n, Connect& c) {
+DecodeError decode_connect(const std::uint8_t* body, std::size_t n, Connect& c, std::uint32_t& left) {
   Reader r(body, n);
   std::string_view name;
   if (!r.binary(name)) return {Reason::kMalformedPacket, "truncated protocol name", true};
@@ -254,7 +260,7 @@ DecodeError decode_connect(const std::uint8_t* body, std::size_t n, Connect& c) 
     return malformed("password without user name");  // [MQTT-3.1.2-22]
   }
   if (v5) {
-    if (auto e = read_properties(r, bit(PacketType::kConnect), c.props)) return e;
+    if (auto e = read_properties(r, bit(PacketType::kConnect), c.props, left)) return e;
   }
   if (auto e = read_string(r, c.client_id, "truncated client identifier")) return e;
   if (will) {
@@ -262,7 +268,7 @@ DecodeError decode_connect(const std::uint8_t* body, std::size_t n, Connect& c) 
     w.qos = will_qos;
     w.retain = will_retain;
     if (v5) {
-      if (auto e = read_properties(r, kWill, w.props)) return e;
+      if (auto e = read_properties(r, kWill, w.props, left)) return e;
     }
     if (auto e = read_string(r, w.topic, "truncated will topic")) return e;
     if (!valid_topic_name(w.topic)) return {Reason::kTopicNameInvalid, "invalid will topic"};
@@ -284,7 +290,7 @@ DecodeError decode_connect(const std::uint8_t* body, std::size_t n, Connect& c) 
 }
 
 DecodeError decode_publish(std::uint8_t flags, const std::uint8_t* body, std::size_t n, bool v5,
-                           Publish& p) {
+                           Publish& p, std::uint32_t& left) {
   p.dup = flags & 0x08;
   p.qos = (flags >> 1) & 0x03;
   p.retain = flags & 0x01;
@@ -300,7 +306,7 @@ DecodeError decode_publish(std::uint8_t flags, const std::uint8_t* body, std::si
     if (p.packet_id == 0) return malformed("packet identifier 0");  // [MQTT-2.3.1-1]
   }
   if (v5) {
-    if (auto e = read_properties(r, bit(PacketType::kPublish), p.props)) return e;
+    if (auto e = read_properties(r, bit(PacketType::kPublish), p.props, left)) return e;
   } else if (p.topic.empty()) {
     return {Reason::kTopicNameInvalid, "empty topic name"};  // [MQTT-4.7.3-1]
   }
@@ -308,7 +314,7 @@ DecodeError decode_publish(std::uint8_t flags, const std::uint8_t* body, std::si
   return {};
 }
 
-DecodeError decode_ack(PacketType t, const std::uint8_t* body, std::size_t n, bool v5, Ack& a) {
+DecodeError decode_ack(PacketType t, const std::uint8_t* body, std::size_t n, bool v5, Ack& a, std::uint32_t& left) {
   a.type = t;
   Reader r(body, n);
   if (!r.u16(a.packet_id)) return malformed("truncated packet identifier");
@@ -319,18 +325,18 @@ DecodeError decode_ack(PacketType t, const std::uint8_t* body, std::size_t n, bo
   }
   if (r.left() >= 1) r.u8(a.reason);
   if (r.left() >= 1) {
-    if (auto e = read_properties(r, bit(t), a.props)) return e;
+    if (auto e = read_properties(r, bit(t), a.props, left)) return e;
   }
   if (r.left() != 0) return malformed("trailing bytes in acknowledgement");
   return {};
 }
 
-DecodeError decode_subscribe(const std::uint8_t* body, std::size_t n, bool v5, Subscribe& s) {
+DecodeError decode_subscribe(const std::uint8_t* body, std::size_t n, bool v5, Subscribe& s, std::uint32_t& left) {
   Reader r(body, n);
   if (!r.u16(s.packet_id)) return malformed("truncated packet identifier");
   if (s.packet_id == 0) return malformed("packet identifier 0");  // [MQTT-2.3.1-1]
   if (v5) {
-    if (auto e = read_properties(r, bit(PacketType::kSubscribe), s.props)) return e;
+    if (auto e = read_properties(r, bit(PacketType::kSubscribe), s.props, left)) return e;
   }
   while (r.left() > 0) {
     SubscribeTopic t;
@@ -357,12 +363,13 @@ DecodeError decode_subscribe(const std::uint8_t* body, std::size_t n, bool v5, S
   return {};
 }
 
-DecodeError decode_unsubscribe(const std::uint8_t* body, std::size_t n, bool v5, Unsubscribe& u) {
+DecodeError decode_unsubscribe(const std::uint8_t* body, std::size_t n, bool v5, Unsubscribe& u,
+                               std::uint32_t& left) {
   Reader r(body, n);
   if (!r.u16(u.packet_id)) return malformed("truncated packet identifier");
   if (u.packet_id == 0) return malformed("packet identifier 0");  // [MQTT-2.3.1-1]
   if (v5) {
-    if (auto e = read_properties(r, bit(PacketType::kUnsubscribe), u.props)) return e;
+    if (auto e = read_properties(r, bit(PacketType::kUnsubscribe), u.props, left)) return e;
   }
   while (r.left() > 0) {
     std::string f;
@@ -373,12 +380,13 @@ DecodeError decode_unsubscribe(const std::uint8_t* body, std::size_t n, bool v5,
   return {};
 }
 
-DecodeError decode_suback(PacketType t, const std::uint8_t* body, std::size_t n, bool v5, SubAck& s) {
+DecodeError decode_suback(PacketType t, const std::uint8_t* body, std::size_t n, bool v5, SubAck& s,
+                          std::uint32_t& left) {
   s.type = t;
   Reader r(body, n);
   if (!r.u16(s.packet_id)) return malformed("truncated packet identifier");
   if (v5) {
-    if (auto e = read_properties(r, bit(t), s.props)) return e;
+    if (auto e = read_properties(r, bit(t), s.props, left)) return e;
   }
   while (r.left() > 0) {
     std::uint8_t c;
@@ -390,7 +398,7 @@ DecodeError decode_suback(PacketType t, const std::uint8_t* body, std::size_t n,
   return {};
 }
 
-DecodeError decode_connack(const std::uint8_t* body, std::size_t n, bool v5, Connack& c) {
+DecodeError decode_connack(const std::uint8_t* body, std::size_t n, bool v5, Connack& c, std::uint32_t& left) {
   Reader r(body, n);
   std::uint8_t flags;
   if (!r.u8(flags) || !r.u8(c.code)) return malformed("truncated CONNACK");
@@ -398,7 +406,7 @@ DecodeError decode_connack(const std::uint8_t* body, std::size_t n, bool v5, Con
   c.session_present = flags & 0x01;
   if (v5) {
     if (r.left() > 0) {
-      if (auto e = read_properties(r, bit(PacketType::kConnack), c.props)) return e;
+      if (auto e = read_properties(r, bit(PacketType::kConnack), c.props, left)) return e;
     }
   }
   if (r.left() != 0) return malformed("trailing bytes in CONNACK");
@@ -406,7 +414,7 @@ DecodeError decode_connack(const std::uint8_t* body, std::size_t n, bool v5, Con
 }
 
 DecodeError decode_reason_props(PacketType t, const std::uint8_t* body, std::size_t n, bool v5,
-                                std::uint8_t& reason, Properties& props) {
+                                std::uint8_t& reason, Properties& props, std::uint32_t& left) {
   if (!v5) {
     if (n != 0) return malformed("DISCONNECT must be empty before MQTT 5");
     return {};
@@ -414,7 +422,7 @@ DecodeError decode_reason_props(PacketType t, const std::uint8_t* body, std::siz
   Reader r(body, n);
   if (r.left() >= 1) r.u8(reason);
   if (r.left() >= 1) {
-    if (auto e = read_properties(r, bit(t), props)) return e;
+    if (auto e = read_properties(r, bit(t), props, left)) return e;
   }
   if (r.left() != 0) return malformed("trailing bytes");
   return {};
@@ -453,7 +461,8 @@ FrameStatus parse_frame(const std::uint8_t* data, std::size_t size, std::uint32_
 }
 
 DecodeError decode_packet(const FrameHeader& h, const std::uint8_t* body, Version version,
-                          Packet& out) {
+                          Packet& out, std::uint32_t max_properties) {
+  std::uint32_t left = max_properties == 0 ? UINT32_MAX : max_properties;
   const bool v5 = version == Version::kV5;
   const std::size_t n = h.remaining_length;
   const std::uint8_t flags = h.first_byte & 0x0F;
@@ -466,17 +475,17 @@ DecodeError decode_packet(const FrameHeader& h, const std::uint8_t* body, Versio
   }
   switch (t) {
     case PacketType::kReserved: return malformed("packet type 0 is reserved");
-    case PacketType::kConnect: return decode_connect(body, n, out.emplace<Connect>());
-    case PacketType::kConnack: return decode_connack(body, n, v5, out.emplace<Connack>());
-    case PacketType::kPublish: return decode_publish(flags, body, n, v5, out.emplace<Publish>());
+    case PacketType::kConnect: return decode_connect(body, n, out.emplace<Connect>(), left);
+    case PacketType::kConnack: return decode_connack(body, n, v5, out.emplace<Connack>(), left);
+    case PacketType::kPublish: return decode_publish(flags, body, n, v5, out.emplace<Publish>(), left);
     case PacketType::kPuback:
     case PacketType::kPubrec:
     case PacketType::kPubrel:
-    case PacketType::kPubcomp: return decode_ack(t, body, n, v5, out.emplace<Ack>());
-    case PacketType::kSubscribe: return decode_subscribe(body, n, v5, out.emplace<Subscribe>());
+    case PacketType::kPubcomp: return decode_ack(t, body, n, v5, out.emplace<Ack>(), left);
+    case PacketType::kSubscribe: return decode_subscribe(body, n, v5, out.emplace<Subscribe>(), left);
     case PacketType::kSuback:
-    case PacketType::kUnsuback: return decode_suback(t, body, n, v5, out.emplace<SubAck>());
-    case PacketType::kUnsubscribe: return decode_unsubscribe(body, n, v5, out.emplace<Unsubscribe>());
+    case PacketType::kUnsuback: return decode_suback(t, body, n, v5, out.emplace<SubAck>(), left);
+    case PacketType::kUnsubscribe: return decode_unsubscribe(body, n, v5, out.emplace<Unsubscribe>(), left);
     case PacketType::kPingreq:
       out.emplace<Pingreq>();
       return n == 0 ? DecodeError{} : malformed("PINGREQ with a body");
@@ -485,12 +494,12 @@ DecodeError decode_packet(const FrameHeader& h, const std::uint8_t* body, Versio
       return n == 0 ? DecodeError{} : malformed("PINGRESP with a body");
     case PacketType::kDisconnect: {
       auto& d = out.emplace<Disconnect>();
-      return decode_reason_props(t, body, n, v5, d.reason, d.props);
+      return decode_reason_props(t, body, n, v5, d.reason, d.props, left);
     }
     case PacketType::kAuth: {
       if (!v5) return malformed("AUTH before MQTT 5");
       auto& a = out.emplace<Auth>();
-      return decode_reason_props(t, body, n, v5, a.reason, a.props);
+      return decode_reason_props(t, body, n, v5, a.reason, a.props, left);
     }
   }
   return malformed("unknown packet type");
@@ -498,7 +507,8 @@ DecodeError decode_packet(const FrameHeader& h, const std::uint8_t* body, Versio
 
 DecodeError decode_publish_properties(const std::uint8_t* data, std::size_t size, Properties& out) {
   Reader r(data, size);
-  DecodeError e = read_properties(r, bit(PacketType::kPublish), out);
+  std::uint32_t left = UINT32_MAX;  // stored records were within the limit when they arrived
+  DecodeError e = read_properties(r, bit(PacketType::kPublish), out, left);
   if (!e && r.left() != 0) e = malformed("bytes after the property block");
   return e;
 }

@@ -1,6 +1,7 @@
 #include "config/config.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <filesystem>
 #include <fstream>
@@ -61,6 +62,58 @@ std::uint64_t parse_size(const Ctx& c, const std::vector<std::string>& a) {
   return parse_uint(c, {a[0], num}, UINT64_MAX >> shift) << shift;
 }
 
+// A rate as EMQX writes it: AMOUNT[/[N]UNIT], e.g. 1000/s, 500/10s, 10MB/m; a bare number is per
+// second. UNIT is ms, s, m, h or d. With `bytes`, AMOUNT may carry a binary size suffix (k, m, g, alone
+// or followed by B or iB: 10k, 10KB and 10KiB are all 10240). 0 or "infinity" switches the limit off.
+Rate parse_rate(const Ctx& c, const std::vector<std::string>& a, bool bytes) {
+  if (a.size() != 2 || a[1].empty()) c.fail("expects a rate such as 1000/s");
+  if (a[1] == "infinity") return {};
+  const std::string& v = a[1];
+  const auto slash = v.find('/');
+  std::string amount = v.substr(0, slash);
+  std::uint64_t mult = 1;
+  if (bytes) {
+    if (amount.ends_with("iB")) {
+      amount.resize(amount.size() - 2);
+    } else if (amount.ends_with("B")) {
+      amount.pop_back();
+    }
+    switch (amount.empty() ? '0' : amount.back()) {
+      case 'k': case 'K': mult = 1ull << 10; break;
+      case 'm': case 'M': mult = 1ull << 20; break;
+      case 'g': case 'G': mult = 1ull << 30; break;
+      default: break;
+    }
+    if (mult != 1) amount.pop_back();
+  }
+  Rate r;
+  r.amount = parse_uint(c, {a[0], amount}, UINT64_MAX / mult / 1024) * mult;
+  if (slash == std::string::npos) return r;
+  std::string period = v.substr(slash + 1);
+  std::size_t digits = 0;
+  while (digits < period.size() && std::isdigit(static_cast<unsigned char>(period[digits]))) ++digits;
+  std::uint64_t count = 1;
+  if (digits > 0) count = parse_uint(c, {a[0], period.substr(0, digits)}, 1000000);
+  const std::string unit = period.substr(digits);
+  std::uint64_t ms = 0;
+  if (unit == "ms") {
+    ms = 1;
+  } else if (unit == "s") {
+    ms = 1000;
+  } else if (unit == "m") {
+    ms = 60 * 1000;
+  } else if (unit == "h") {
+    ms = 3600 * 1000;
+  } else if (unit == "d") {
+    ms = 86400 * 1000;
+  } else {
+    c.fail("expects a rate such as 1000/s (time units ms, s, m, h, d), got '" + v + "'");
+  }
+  if (count == 0) c.fail("the period of a rate must not be 0");
+  r.period = std::chrono::milliseconds(count * ms);
+  return r;
+}
+
 void ignored_snapshot_key(Config& cfg, const Ctx& c) {
   cfg.warnings.push_back(c.at() + ": " + c.key +
                          " is ignored: Tern's store writes every change as it happens (docs/durability.md)");
@@ -70,11 +123,11 @@ void ignored_snapshot_key(Config& cfg, const Ctx& c) {
 // they stop the broker with an error; the others only warn.
 const std::set<std::string>& refused_keys() {
   static const std::set<std::string> k = {
-      "password_file", "acl_file", "psk_file", "certfile", "keyfile", "cafile", "capath",
-      "require_certificate", "use_identity_as_username", "use_subject_as_username", "crlfile",
-      "plugin", "auth_plugin", "tls_version", "ciphers", "ciphers_tls1.3", "dhparamfile",
-      "psk_hint", "tls_engine", "tls_keyform", "tls_engine_kpass_sha1", "mount_point",
-      "clientid_prefixes", "use_username_as_clientid", "per_listener_settings", "bind_interface"};
+      "plugin", "auth_plugin", "mount_point",
+      // OpenSSL ENGINE keys (keys held in a TPM or HSM): ENGINE is deprecated in OpenSSL 3, and a
+      // listener must not fall back to a key file it was told not to use.
+      "tls_engine", "tls_keyform", "tls_engine_kpass_sha1",
+      "use_username_as_clientid", "bind_interface"};
   return k;
 }
 
@@ -163,7 +216,24 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     }
     cfg.listeners.back().max_connections = n;
   } else if (k == "allow_anonymous") {
-    cfg.allow_anonymous = parse_bool(c, a);
+    if (cfg.per_listener_settings && !cfg.listeners.empty()) {
+      cfg.listeners.back().allow_anonymous = parse_bool(c, a);
+    } else {
+      cfg.allow_anonymous = parse_bool(c, a);
+    }
+  } else if (k == "password_file" || k == "acl_file") {
+    if (a.size() < 2) c.fail("expects a file name");
+    std::string path = a[1];
+    for (std::size_t i = 2; i < a.size(); ++i) path += " " + a[i];  // Mosquitto allows spaces in paths
+    const bool listener = cfg.per_listener_settings && !cfg.listeners.empty();
+    std::string& dst = k == "password_file" ? (listener ? cfg.listeners.back().password_file : cfg.password_file)
+                                            : (listener ? cfg.listeners.back().acl_file : cfg.acl_file);
+    dst = path;
+  } else if (k == "per_listener_settings") {
+    cfg.per_listener_settings = parse_bool(c, a);
+  } else if (k == "clientid_prefixes") {
+    if (a.size() != 2) c.fail("expects a prefix");
+    cfg.clientid_prefixes = a[1];
   } else if (k == "allow_zero_length_clientid") {
     cfg.allow_zero_length_clientid = parse_bool(c, a);
   } else if (k == "auto_id_prefix") {
@@ -286,6 +356,30 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
         a[1] == "sticky" ? Config::SharedStrategy::kSticky : Config::SharedStrategy::kRoundRobin;
   } else if (k == "max_outbound_bytes") {
     cfg.max_outbound_bytes = parse_uint(c, a, UINT32_MAX);
+  } else if (k == "max_connect_size") {
+    cfg.max_connect_size = static_cast<std::uint32_t>(parse_size(c, a));
+    if (cfg.max_connect_size != 0 && cfg.max_connect_size < 20) c.fail("must be at least 20 (or 0: max_packet_size)");
+  } else if (k == "max_clientid_len") {
+    cfg.max_clientid_len = parse_uint(c, a, 65535);
+  } else if (k == "max_topic_levels") {
+    cfg.max_topic_levels = static_cast<std::uint32_t>(parse_uint(c, a, 65536));
+  } else if (k == "max_topic_length") {
+    cfg.max_topic_length = static_cast<std::uint32_t>(parse_uint(c, a, 65535));
+  } else if (k == "max_packet_properties") {
+    cfg.max_packet_properties = static_cast<std::uint32_t>(parse_uint(c, a, 1u << 20));
+  } else if (k == "max_subscriptions") {
+    cfg.max_subscriptions = parse_uint(c, a, UINT32_MAX);
+  } else if (k == "messages_rate") {
+    cfg.messages_rate = parse_rate(c, a, false);
+  } else if (k == "bytes_rate") {
+    cfg.bytes_rate = parse_rate(c, a, true);
+  } else if (k == "max_conn_rate") {
+    // Before any listener: the default of every listener; after one: that listener's own.
+    if (cfg.listeners.empty()) {
+      cfg.max_conn_rate = parse_rate(c, a, false);
+    } else {
+      cfg.listeners.back().max_conn_rate = parse_rate(c, a, false);
+    }
   } else if (k == "persistence") {
     cfg.persistence = parse_bool(c, a);
   } else if (k == "persistence_location") {
@@ -315,6 +409,38 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
   } else if (k == "autosave_on_changes") {
     cfg.autosave_on_changes = parse_bool(c, a);
     ignored_snapshot_key(cfg, c);
+  } else if (k == "cafile" || k == "capath" || k == "certfile" || k == "keyfile" || k == "crlfile" ||
+             k == "dhparamfile" || k == "ciphers" || k == "ciphers_tls1.3" || k == "psk_hint") {
+    static const std::pair<const char*, std::string Listener::*> kTlsKeys[] = {
+        {"cafile", &Listener::cafile}, {"capath", &Listener::capath}, {"certfile", &Listener::certfile},
+        {"keyfile", &Listener::keyfile}, {"crlfile", &Listener::crlfile}, {"dhparamfile", &Listener::dhparamfile},
+        {"ciphers", &Listener::ciphers}, {"ciphers_tls1.3", &Listener::ciphers_tls13}, {"psk_hint", &Listener::psk_hint}};
+    if (a.size() < 2) c.fail(k == "psk_hint" ? "expects a hint" : k.rfind("ciphers", 0) == 0 ? "expects a cipher list" : "expects a path");
+    std::string v = a[1];
+    for (std::size_t i = 2; i < a.size(); ++i) v += " " + a[i];  // paths and hints may contain spaces
+    Listener& l = cur_listener();
+    for (auto& [name, field] : kTlsKeys) {
+      if (k == name) l.*field = v;
+    }
+  } else if (k == "tls_version") {
+    if (a.size() != 2 || (a[1] != "tlsv1.1" && a[1] != "tlsv1.2" && a[1] != "tlsv1.3")) {
+      c.fail("expects tlsv1.3, tlsv1.2 or tlsv1.1");
+    }
+    cur_listener().tls_version = a[1];
+    if (a[1] == "tlsv1.1") {
+      cfg.warnings.push_back(c.where() + ": TLS 1.1 is deprecated (RFC 8996) and not offered; the minimum is TLS 1.2");
+    }
+  } else if (k == "require_certificate") {
+    cur_listener().require_certificate = parse_bool(c, a);
+  } else if (k == "use_identity_as_username") {
+    cur_listener().use_identity_as_username = parse_bool(c, a);
+  } else if (k == "use_subject_as_username") {
+    cur_listener().use_subject_as_username = parse_bool(c, a);
+  } else if (k == "psk_file") {
+    if (a.size() < 2) c.fail("expects a file name");
+    std::string path = a[1];
+    for (std::size_t i = 2; i < a.size(); ++i) path += " " + a[i];
+    (cfg.per_listener_settings && !cfg.listeners.empty() ? cfg.listeners.back().psk_file : cfg.psk_file) = path;
   } else if (k == "include_dir") {
     if (a.size() != 2) c.fail("expects a directory");
     std::vector<std::filesystem::path> files;
@@ -350,6 +476,49 @@ void load_string(const std::string& text, const std::string& name, Config& cfg) 
   load_lines(in, name, cfg);
 }
 
+namespace {
+
+// Mosquitto 2.0.11 opens a listener with certfile but no keyfile, or require_certificate without
+// certfile, as a plain listener, and one with require_certificate but no CA as a listener that
+// refuses every client. Each is a mistake that weakens security or locks everyone out, so it stops
+// the broker here.
+void check_tls(Config& cfg) {
+  for (const Listener& l : cfg.listeners) {
+    const std::string name = "listener " + std::to_string(l.port) + (l.bind_address.empty() ? "" : " " + l.bind_address);
+    auto fail = [&](const std::string& why) { throw ConfigError(name + ": " + why); };
+    if (l.certfile.empty() != l.keyfile.empty()) {
+      fail(l.certfile.empty() ? "keyfile without certfile (certificate-based TLS needs both)"
+                              : "certfile without keyfile (certificate-based TLS needs both)");
+    }
+    if (!l.tls()) {
+      const std::pair<const char*, bool> set[] = {
+          {"cafile", !l.cafile.empty()}, {"capath", !l.capath.empty()}, {"crlfile", !l.crlfile.empty()},
+          {"dhparamfile", !l.dhparamfile.empty()}, {"tls_version", !l.tls_version.empty()},
+          {"ciphers", !l.ciphers.empty()}, {"ciphers_tls1.3", !l.ciphers_tls13.empty()},
+          {"require_certificate", l.require_certificate}, {"use_identity_as_username", l.use_identity_as_username},
+          {"use_subject_as_username", l.use_subject_as_username}};
+      for (auto& [key, given] : set) {
+        if (given) fail(std::string(key) + " needs a TLS listener (certfile and keyfile, or psk_hint)");
+      }
+      continue;
+    }
+    if (!l.psk_hint.empty() && cfg.psk_file_of(&l).empty()) fail("psk_hint needs psk_file (the pre-shared keys)");
+    if (l.require_certificate && l.cafile.empty() && l.capath.empty()) {
+      fail("require_certificate needs cafile or capath to verify client certificates with");
+    }
+    if ((l.use_identity_as_username || l.use_subject_as_username) && !l.certfile.empty() && l.psk_hint.empty() &&
+        !l.require_certificate) {
+      fail(std::string(l.use_identity_as_username ? "use_identity_as_username" : "use_subject_as_username") +
+           " needs require_certificate true (otherwise no client sends a certificate)");
+    }
+    if (!l.crlfile.empty() && !l.require_certificate) {
+      cfg.warnings.push_back(name + ": crlfile has no effect without require_certificate true");
+    }
+  }
+}
+
+}  // namespace
+
 void finalize(Config& cfg) {
   if (cfg.listeners.empty()) {
     // Mosquitto 2.0: without a listener, listen on loopback only.
@@ -362,6 +531,7 @@ void finalize(Config& cfg) {
     cfg.listeners.push_back(l6);
   }
   if (cfg.log_dest.empty()) cfg.log_dest.push_back("stderr");
+  check_tls(cfg);
 }
 
 }  // namespace tern::config

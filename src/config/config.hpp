@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/rate_limit.hpp"
+
 namespace tern::config {
 
 struct ConfigError : std::runtime_error {
@@ -20,6 +22,23 @@ struct Listener {
   std::string http_dir;  // websockets listeners: plain HTTP GETs are served from here; empty = none
   std::string socket_domain;  // "", "ipv4", "ipv6"
   std::size_t max_connections = 0;  // 0 = limit from the open-file limit
+  std::optional<Rate> max_conn_rate;  // connections accepted per period; unset: Config::max_conn_rate
+  // Authentication and access control of this listener, used when per_listener_settings is true.
+  std::optional<bool> allow_anonymous;
+  std::string password_file;
+  std::string acl_file;
+  // TLS, with Mosquitto's per-listener keys (docs/security.md, "TLS"). A listener with certfile and
+  // keyfile, or with psk_hint, is a TLS listener; the files are loaded when the listener opens.
+  std::string cafile, capath, certfile, keyfile, crlfile, dhparamfile;
+  std::string tls_version;    // minimum version: "" (TLS 1.2), "tlsv1.1" (read as 1.2), "tlsv1.2", "tlsv1.3"
+  std::string ciphers;        // TLS 1.2 cipher list (OpenSSL syntax); empty = OpenSSL's default
+  std::string ciphers_tls13;  // key ciphers_tls1.3: TLS 1.3 ciphersuites; empty = OpenSSL's default
+  std::string psk_hint;
+  std::string psk_file;  // used when per_listener_settings is true
+  bool require_certificate = false;
+  bool use_identity_as_username = false;  // certificate CN, or PSK identity, replaces the username
+  bool use_subject_as_username = false;   // the certificate subject (RFC 2253 form) replaces it
+  bool tls() const { return !certfile.empty() || !psk_hint.empty(); }
 };
 
 // Log categories of Mosquitto's log_type.
@@ -39,6 +58,13 @@ struct Config {
   std::vector<Listener> listeners;
   bool listeners_configured = false;  // a listener/port key appeared
   std::optional<bool> allow_anonymous;  // unset: Mosquitto 2.0 rule, see effective_allow_anonymous
+  // Mosquitto's password file (mosquitto_passwd) and ACL file; empty = none (docs/security.md).
+  std::string password_file;
+  std::string acl_file;
+  // true: allow_anonymous, password_file and acl_file belong to the listener they follow.
+  bool per_listener_settings = false;
+  // Only client ids with this prefix may connect (empty = any).
+  std::string clientid_prefixes;
   bool allow_zero_length_clientid = true;
   std::string auto_id_prefix = "auto-";
   std::size_t v31_client_id_max = 23;
@@ -77,6 +103,18 @@ struct Config {
   unsigned sys_interval = 10;
   std::size_t max_outbound_bytes = 4u * 1024 * 1024;
   std::uint32_t slow_subscriber_timeout = 60;  // seconds; 0 = never
+  // Limits and defences (docs/security.md). 0 = no limit where a limit can be switched off.
+  std::uint32_t max_connect_size = 64 * 1024;  // bytes of a packet before CONNACK (CONNECT, AUTH)
+  std::size_t max_clientid_len = 1024;
+  std::uint32_t max_topic_levels = 128;
+  std::uint32_t max_topic_length = 65535;
+  std::uint32_t max_packet_properties = 128;  // properties in one packet, each user property counting
+  std::size_t max_subscriptions = 1000;       // per session
+  Rate messages_rate;                         // PUBLISH packets per client; off
+  Rate bytes_rate;                            // PUBLISH bytes per client; off
+  Rate max_conn_rate;                         // per listener, unless the listener sets its own; off
+  // The connection rate limit of listener l.
+  const Rate& max_conn_rate_of(const Listener& l) const { return l.max_conn_rate ? *l.max_conn_rate : max_conn_rate; }
   // How a shared subscription group ($share/GROUP/FILTER) picks the member for a message.
   enum class SharedStrategy { kRoundRobin, kSticky };
   SharedStrategy shared_subscription_strategy = SharedStrategy::kRoundRobin;
@@ -107,6 +145,7 @@ struct Config {
     if (persistence_location.back() == '/') return persistence_location + persistence_file;
     return persistence_location + "/" + persistence_file;
   }
+  std::string psk_file;  // identity:hexkey lines for psk_hint listeners, read when listeners open
   std::vector<std::string> warnings;  // one line each, printed at startup
 
   // Mosquitto 2.0: with no listener configured, only loopback with anonymous access; with a listener
@@ -114,6 +153,21 @@ struct Config {
   bool effective_allow_anonymous() const {
     if (allow_anonymous) return *allow_anonymous;
     return !listeners_configured;
+  }
+  // The same rule for a connection on listener l. With per_listener_settings the listener's own key
+  // counts; a key given before the first listener line is the default for listeners without one.
+  bool allow_anonymous_on(const Listener* l) const {
+    if (per_listener_settings && l != nullptr && l->allow_anonymous) return *l->allow_anonymous;
+    return effective_allow_anonymous();
+  }
+  const std::string& password_file_of(const Listener* l) const {
+    return per_listener_settings && l != nullptr && !l->password_file.empty() ? l->password_file : password_file;
+  }
+  const std::string& psk_file_of(const Listener* l) const {
+    return per_listener_settings && l != nullptr && !l->psk_file.empty() ? l->psk_file : psk_file;
+  }
+  const std::string& acl_file_of(const Listener* l) const {
+    return per_listener_settings && l != nullptr && !l->acl_file.empty() ? l->acl_file : acl_file;
   }
 };
 
@@ -123,7 +177,8 @@ void load_file(const std::string& path, Config& cfg);
 // Parses configuration text; `name` is used in error messages.
 void load_string(const std::string& text, const std::string& name, Config& cfg);
 
-// Applies Mosquitto 2.0's default listener when none is configured (port 1883 on loopback).
+// Applies Mosquitto 2.0's default listener when none is configured (port 1883 on loopback), and
+// checks what needs the whole file (e.g. certfile without keyfile); throws ConfigError.
 void finalize(Config& cfg);
 
 }  // namespace tern::config

@@ -10,12 +10,14 @@
 
 #include <boost/asio.hpp>
 #include <future>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
 #include "broker/shard.hpp"
 #include "codec/websocket.hpp"
 #include "core/log.hpp"
+#include "net/tls.hpp"
 #include "net/ws_handshake.hpp"
 
 namespace tern::net {
@@ -28,6 +30,14 @@ using protocol::ServerConnection;
 namespace {
 
 constexpr std::size_t kReadBuffer = 64 * 1024;
+// How long the acceptor waits after accept(2) failed for lack of file descriptors.
+constexpr std::chrono::milliseconds kAcceptBackoff{100};
+
+// $SYS/broker/tern/limits/...: a limit hit on the acceptor thread, the one writer of worker 0's
+// acceptor_limits.
+void count_acceptor_limit(broker::Broker& b, protocol::Limit l) {
+  broker::Stats::add(b.stats(0).acceptor_limits[static_cast<std::size_t>(l)], 1);
+}
 
 struct Worker;
 
@@ -59,6 +69,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
   bool finished = false;
   protocol::ConnCounters counted;  // the part of proto.counters() already added to the worker's Stats
   std::unique_ptr<WsState> ws;     // set on WebSocket listeners' connections
+  std::unique_ptr<TlsFilter> tls;  // set on TLS listeners' connections
 };
 
 struct Worker final : broker::WorkerIo {
@@ -120,6 +131,10 @@ struct Worker final : broker::WorkerIo {
     Stats::add(stats.publish_bytes_sent, n.publish_bytes_out - o.publish_bytes_out);
     Stats::add(stats.connects, n.connects - o.connects);
     o = n;
+    if (protocol::LimitHits* hits = c.proto.limit_hits()) {
+      for (std::size_t i = 0; i < protocol::kLimitCount; ++i) Stats::add(stats.limits[i], hits->n[i]);
+      hits->n.fill(0);
+    }
   }
 
   // $SYS gauges that need a walk over this worker's sessions, every sys_interval (on worker 0 in the
@@ -149,7 +164,8 @@ struct Worker final : broker::WorkerIo {
     }
   }
 
-  void adopt(int fd, bool v6, std::string peer, std::string initial, std::unique_ptr<WsState> ws) {
+  void adopt(int fd, bool v6, std::string peer, std::string initial, std::unique_ptr<WsState> ws,
+             std::unique_ptr<TlsFilter> tls, std::optional<std::string> identity) {
     tcp::socket s(io);
     boost::system::error_code ec;
     s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
@@ -161,6 +177,8 @@ struct Worker final : broker::WorkerIo {
     if (broker.config().set_tcp_nodelay) s.set_option(tcp::no_delay(true), ec);
     auto c = std::make_shared<Conn>(*this, std::move(s), ServerConnection::State::kAwaitConnect, std::move(peer));
     c->ws = std::move(ws);
+    c->tls = std::move(tls);
+    if (identity) c->proto.set_transport_identity(std::move(*identity));
     conns.emplace(c.get(), c);
     if (!initial.empty()) {
       c->proto.on_bytes(reinterpret_cast<const std::uint8_t*>(initial.data()), initial.size(), Clock::now());
@@ -194,6 +212,34 @@ struct Worker final : broker::WorkerIo {
         retry_paused();
       });
     }
+    if (auto until = c->proto.throttled_until(); until != Clock::time_point{}) arm_throttle(until);
+  }
+
+  // messages_rate / bytes_rate: one timer per worker, set to the earliest time a rate-limited parked
+  // connection may be read again. Only connections whose time has come are resumed (a back-pressure
+  // pause waits for its own signal); the timer is then set for the next one.
+  void arm_throttle(Clock::time_point at) {
+    if (throttle_armed && throttle_at <= at) return;
+    throttle_armed = true;
+    throttle_at = at;
+    throttle_timer.expires_at(at);  // a wait pending for a later time ends with operation_aborted
+    throttle_timer.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      throttle_armed = false;
+      auto now = Clock::now();
+      Clock::time_point next{};
+      for (auto& c : paused) {
+        auto until = c->proto.throttled_until();
+        if (!c->parked || c->finished || until == Clock::time_point{}) continue;
+        if (until <= now) {
+          resumable.push_back(c);
+        } else if (next == Clock::time_point{} || until < next) {
+          next = until;
+        }
+      }
+      if (next != Clock::time_point{}) arm_throttle(next);
+      after_event();
+    });
   }
 
   void resume(ServerConnection& pc) override {
@@ -241,7 +287,7 @@ struct Worker final : broker::WorkerIo {
   void on_readable(const std::shared_ptr<Conn>& c) {
     auto now = Clock::now();
     // Read into the worker's buffer; the connection keeps only an unfinished packet's bytes.
-    for (int i = 0; i < 8 && !c->proto.closed(); ++i) {
+    for (int i = 0; i < 8 && !c->proto.closed() && !c->proto.paused(); ++i) {
       boost::system::error_code ec;
       std::size_t n = c->sock.read_some(asio::buffer(rbuf), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) break;
@@ -250,8 +296,10 @@ struct Worker final : broker::WorkerIo {
         break;
       }
       broker::Stats::add(stats.bytes_received, n);
-      if (c->ws) {
-        on_ws_bytes(*c, n, now);
+      if (c->tls) {
+        on_tls_bytes(*c, n, now);
+      } else if (c->ws) {
+        on_ws_bytes(*c, rbuf.data(), n, now);
       } else {
         c->proto.on_bytes(rbuf.data(), n, now);
       }
@@ -262,11 +310,33 @@ struct Worker final : broker::WorkerIo {
     continue_reading(c);
   }
 
-  // WebSocket frames read into rbuf: their MQTT bytes go to the protocol; a close or a framing error
-  // ends the connection [MQTT-6.0.0-1].
-  void on_ws_bytes(Conn& c, std::size_t n, Clock::time_point now) {
+  // TLS records read into rbuf: decrypted into tlsbuf (the worker's, like rbuf), then on to the
+  // WebSocket framing or the protocol. The end of the TLS stream ends the connection.
+  void on_tls_bytes(Conn& c, std::size_t n, Clock::time_point now) {
+    TlsFilter& t = *c.tls;
+    if (tlsbuf.empty()) tlsbuf.resize(kReadBuffer);
+    t.push(rbuf.data(), n);
+    while (std::size_t m = t.read(tlsbuf.data(), tlsbuf.size())) {
+      if (c.proto.closed()) continue;  // the rest is only drained
+      if (c.ws) {
+        on_ws_bytes(c, tlsbuf.data(), m, now);
+      } else {
+        c.proto.on_bytes(tlsbuf.data(), m, now);
+      }
+    }
+    if (t.input() == TlsFilter::Input::kOpen) return;
+    if (t.input() == TlsFilter::Input::kFailed && !c.proto.closed()) {
+      log::write(log::kNotice, fmt::format("Client {} disconnected: TLS error: {}.",
+                                           c.proto.client_id().empty() ? c.proto.peer() : c.proto.client_id(), t.error()));
+    }
+    c.proto.on_transport_closed();
+  }
+
+  // WebSocket frames (read into rbuf, or decrypted into tlsbuf): their MQTT bytes go to the protocol;
+  // a close or a framing error ends the connection [MQTT-6.0.0-1].
+  void on_ws_bytes(Conn& c, const std::uint8_t* data, std::size_t n, Clock::time_point now) {
     wsbuf.clear();
-    const bool open = c.ws->framer.feed(rbuf.data(), n, wsbuf);
+    const bool open = c.ws->framer.feed(data, n, wsbuf);
     if (!wsbuf.empty()) c.proto.on_bytes(reinterpret_cast<const std::uint8_t*>(wsbuf.data()), wsbuf.size(), now);
     if (open) return;
     if (c.ws->framer.error().empty()) {
@@ -280,13 +350,17 @@ struct Worker final : broker::WorkerIo {
     if (c.finished || c.write_active) return;
     auto& out = c.proto.out();
     WsState* ws = c.ws.get();
+    TlsFilter* tls = c.tls.get();
     if (ws) {
       if (ws->close_written) out.clear();  // nothing may follow a close frame
       if (c.proto.closed()) ws->framer.close(ws_close_code(c.proto.close_cause()));
     }
     if (out.empty() && !(ws && ws->framer.has_control())) {
-      if (c.proto.closed()) finish(c);
-      return;
+      if (tls && c.proto.closed()) tls->close();  // close_notify (once) before the socket closes
+      if (!(tls && tls->has_output())) {
+        if (c.proto.closed()) finish(c);
+        return;
+      }
     }
     std::swap(c.writing, out);
     c.iov.clear();
@@ -312,6 +386,19 @@ struct Worker final : broker::WorkerIo {
       if (!ws->control.empty()) c.iov.emplace_back(ws->control.data(), ws->control.size());
       total += ws->control.size();
     }
+    if (tls) {
+      // The gather list is plaintext: it is encrypted (whole records, payloads not copied first), and
+      // the records are written instead. A TLS connection thus writes one buffer.
+      tls->begin_write();
+      for (const auto& b : c.iov) tls->write(b.data(), b.size());
+      tls->end_write();
+      if (c.proto.closed()) tls->close();
+      c.writing.clear();
+      const std::string& records = tls->begin_send();
+      c.iov.clear();
+      c.iov.emplace_back(records.data(), records.size());
+      total = records.size();
+    }
     boost::system::error_code ec;
     std::size_t n = 0;
     // Try to write at once: the socket buffer usually has room, and that saves a trip through the
@@ -324,11 +411,13 @@ struct Worker final : broker::WorkerIo {
     broker::Stats::add(stats.bytes_sent, n);
     if (n == total) {
       c.writing.clear();
-      if (!c.proto.out().empty() || c.proto.closed()) flush(c);
+      if (tls) tls->sent();
+      if (!c.proto.out().empty() || c.proto.closed() || (tls && tls->has_output())) flush(c);
       return;
     }
     if (ec != asio::error::would_block && ec != asio::error::try_again) {
       c.writing.clear();
+      if (tls) tls->sent();
       c.proto.on_transport_closed();
       finish(c);
       return;
@@ -338,6 +427,7 @@ struct Worker final : broker::WorkerIo {
     asio::async_write(c.sock, rest, [this, self = c.shared_from_this()](boost::system::error_code ec2, std::size_t w) {
       self->write_active = false;
       self->writing.clear();
+      if (self->tls) self->tls->sent();
       broker::Stats::add(stats.bytes_sent, w);
       if (self->finished) return;
       if (ec2) {
@@ -401,11 +491,15 @@ struct Worker final : broker::WorkerIo {
   asio::steady_timer ticker;
   asio::steady_timer pause_timer;
   bool pause_armed = false;
+  asio::steady_timer throttle_timer{io};  // rate limits (arm_throttle)
+  bool throttle_armed = false;
+  Clock::time_point throttle_at{};
   std::vector<std::shared_ptr<Conn>> paused;     // parked connections, for the safety timer
   std::vector<std::shared_ptr<Conn>> resumable;  // back-pressure over; run from after_event
   std::thread thread;
   std::vector<std::uint8_t> rbuf;
   std::string wsbuf;  // MQTT bytes unwrapped from WebSocket frames
+  std::vector<std::uint8_t> tlsbuf;  // plaintext decrypted from TLS records (sized on first use)
   std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;
   std::vector<Conn*> dirty;
   std::atomic<long> live{0};
@@ -430,8 +524,17 @@ struct Pending : std::enable_shared_from_this<Pending> {
   // WebSocket listeners: the HTTP handshake, then the framing state that moves to the worker.
   std::unique_ptr<WsHandshake> handshake;
   std::unique_ptr<WsState> ws;
-  std::string reply;  // an HTTP reply being written before the socket closes
+  // TLS listeners: the TLS state, which moves to the worker too, and the name it authenticated when
+  // the listener takes usernames from TLS.
+  const TlsContext* tls_ctx = nullptr;
+  std::unique_ptr<TlsFilter> tls;
+  std::optional<std::string> identity;
+  bool tls_started = false;  // bytes of a handshake arrived
+  std::string out;           // bytes being written (TLS handshake, HTTP replies)
 };
+
+// What a pending connection does once the bytes it owes the client are written.
+enum class Next { kRead, kRoute, kClose };
 
 std::string peer_string(const tcp::endpoint& ep) {
   return fmt::format("{}:{}", ep.address().to_string(), ep.port());
@@ -444,14 +547,41 @@ struct Server::Impl {
 
   const config::Config& cfg;
   broker::Broker& broker;
+  // Before the I/O objects: connections (pending ones in io's queue too) refer to these until the end.
+  std::vector<std::unique_ptr<TlsContext>> tls_contexts;  // one per TLS listener
+  std::unordered_map<std::string, PskKeys> psk_keys;      // by psk_file path
   asio::io_context io{1};
   asio::signal_set signals;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<std::unique_ptr<Worker>> workers;
   std::size_t max_connections = 0;
   unsigned next_worker = 0;
+  bool accept_starved = false;  // accept(2) is failing for lack of descriptors (logged once per episode)
+  struct ConnRate {
+    TokenBucket<Clock::time_point> bucket;
+    bool throttled = false;  // logged once per episode
+  };
+  std::unordered_map<const config::Listener*, ConnRate> conn_rates;  // max_conn_rate, per listener
 
   void open(const config::Listener& l) {
+    const TlsContext* tls = nullptr;
+    if (l.tls()) {
+      // Certificates and keys are read now, before privileges are dropped, as Mosquitto does.
+      const PskKeys* psk = nullptr;
+      if (!l.psk_hint.empty()) {
+        const std::string& path = cfg.psk_file_of(&l);
+        auto it = psk_keys.find(path);
+        if (it == psk_keys.end()) it = psk_keys.emplace(path, load_psk_file(path)).first;
+        psk = &it->second;
+      }
+      try {
+        tls_contexts.push_back(std::make_unique<TlsContext>(l, psk));
+      } catch (const std::exception& e) {
+        throw std::runtime_error(fmt::format("listener {}{}{}: {}", l.port, l.bind_address.empty() ? "" : " ",
+                                             l.bind_address, e.what()));
+      }
+      tls = tls_contexts.back().get();
+    }
     std::vector<tcp::endpoint> eps;
     if (l.bind_address.empty()) {
       if (l.socket_domain != "ipv6") eps.emplace_back(tcp::v4(), l.port);
@@ -490,17 +620,72 @@ struct Server::Impl {
                                            : ep.address().is_v6()     ? "ipv6"
                                                                       : "ipv4",
                                            port));
-      accept_loop(*a, port, &l);
+      accept_loop(*a, port, &l, tls);
       acceptors.push_back(std::move(a));
     }
   }
 
-  void accept_loop(tcp::acceptor& a, std::uint16_t port, const config::Listener* l) {
-    a.async_accept([this, &a, port, l](boost::system::error_code ec, tcp::socket s) {
+  void accept_loop(tcp::acceptor& a, std::uint16_t port, const config::Listener* l, const TlsContext* tls) {
+    a.async_accept([this, &a, port, l, tls](boost::system::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted) return;
-      if (!ec) on_accept(std::move(s), port, *l);
-      accept_loop(a, port, l);
+      if (ec && out_of_descriptors(ec)) {
+        // The connection stays in the listen queue, so accepting again at once would fail again at once
+        // and spin this thread: wait until a connection ends and frees its descriptor.
+        count_acceptor_limit(broker, protocol::Limit::kOpenFiles);
+        if (!accept_starved) {
+          accept_starved = true;
+          rlimit rl{};
+          getrlimit(RLIMIT_NOFILE, &rl);
+          log::write(log::kWarning, fmt::format("Cannot accept connections: {} (open-file limit {}); retrying every "
+                                                "{} ms.", ec.message(), rl.rlim_cur, kAcceptBackoff.count()));
+        }
+        accept_later(a, port, l, tls, kAcceptBackoff);
+        return;
+      }
+      if (!ec) {
+        if (accept_starved) {
+          accept_starved = false;
+          log::write(log::kNotice, "Accepting connections again.");
+        }
+        on_accept(std::move(s), port, *l, tls);
+        // max_conn_rate (EMQX's name and behaviour): above it the listener stops accepting until its
+        // bucket has a token again; new connections wait in the kernel's listen queue meanwhile.
+        if (const Rate& rate = cfg.max_conn_rate_of(*l); rate.on()) {
+          const auto now = Clock::now();
+          ConnRate& r = conn_rates[l];
+          const auto from = r.bucket.take(rate, 1, now);
+          if (from > now) {
+            count_acceptor_limit(broker, protocol::Limit::kMaxConnRate);
+            if (!r.throttled) {
+              log::write(log::kNotice, fmt::format("Listener on port {} reached max_conn_rate ({} per {} ms): "
+                                                   "accepting more slowly.", port, rate.amount,
+                                                   std::chrono::duration_cast<std::chrono::milliseconds>(rate.period).count()));
+            }
+            r.throttled = true;
+            accept_later(a, port, l, tls, from - now);
+            return;
+          }
+          r.throttled = false;
+        }
+      }
+      accept_loop(a, port, l, tls);
     });
+  }
+
+  // accept_loop again after `delay`.
+  void accept_later(tcp::acceptor& a, std::uint16_t port, const config::Listener* l, const TlsContext* tls,
+                    Clock::duration delay) {
+    auto t = std::make_shared<asio::steady_timer>(io, delay);  // rare: only when a limit is hit
+    t->async_wait([this, t, &a, port, l, tls](boost::system::error_code ec) {
+      if (ec || !a.is_open()) return;
+      accept_loop(a, port, l, tls);
+    });
+  }
+
+  // accept(2) errors that mean "no descriptor or kernel memory left", not "this connection failed".
+  static bool out_of_descriptors(const boost::system::error_code& ec) {
+    return ec == boost::system::errc::too_many_files_open || ec == boost::system::errc::too_many_files_open_in_system ||
+           ec == boost::system::errc::no_buffer_space || ec == boost::system::errc::not_enough_memory;
   }
 
   long live_connections() const {
@@ -509,7 +694,7 @@ struct Server::Impl {
     return n;
   }
 
-  void on_accept(tcp::socket s, std::uint16_t port, const config::Listener& l) {
+  void on_accept(tcp::socket s, std::uint16_t port, const config::Listener& l, const TlsContext* tls) {
     boost::system::error_code ec;
     // $SYS load/sockets: every accepted socket, as Mosquitto counts them. The acceptor thread is this
     // field's one writer (in worker 0's Stats).
@@ -517,6 +702,7 @@ struct Server::Impl {
     auto ep = s.remote_endpoint(ec);
     if (ec) return;
     if (max_connections != 0 && static_cast<std::size_t>(live_connections()) >= max_connections) {
+      count_acceptor_limit(broker, protocol::Limit::kMaxConnections);
       log::write(log::kNotice, fmt::format("Client connection from {} denied: max_connections exceeded.", ep.address().to_string()));
       return;
     }
@@ -527,14 +713,25 @@ struct Server::Impl {
       p->handshake = std::make_unique<WsHandshake>(
           cfg.websockets_headers_size != 0 ? cfg.websockets_headers_size : 4096, l.http_dir);
     }
+    if (tls) {
+      p->tls_ctx = tls;
+      p->tls = std::make_unique<TlsFilter>(*tls);
+    }
     if (cfg.connection_messages) {
       log::write(log::kNotice, fmt::format("New connection from {} on port {}.", p->peer, port));
     }
+    // connect_timeout bounds the TLS handshake, the WebSocket handshake and the CONNECT together.
     p->timer.expires_after(std::chrono::seconds(cfg.connect_timeout));
-    p->timer.async_wait([p](boost::system::error_code e) {
+    p->timer.async_wait([this, p, secs = cfg.connect_timeout](boost::system::error_code e) {
       if (e || p->done) return;
       p->done = true;
-      log::write(log::kNotice, fmt::format("Client {} did not send CONNECT in time, disconnecting.", p->peer));
+      count_acceptor_limit(broker, protocol::Limit::kConnectTimeout);
+      if (p->tls && !p->tls->established()) {
+        log::write(log::kNotice, fmt::format("Client {} disconnected: TLS handshake failed: not completed within "
+                                             "connect_timeout ({} s).", p->peer, secs));
+      } else {
+        log::write(log::kNotice, fmt::format("Client {} did not send CONNECT in time, disconnecting.", p->peer));
+      }
       boost::system::error_code ignored;
       p->sock.close(ignored);
     });
@@ -548,57 +745,74 @@ struct Server::Impl {
       if (ec) {
         p->done = true;
         p->timer.cancel();
-        log::write(log::kNotice, fmt::format("Client <unknown> closed its connection."));
+        if (p->tls_started && !p->tls->established()) {
+          log::write(log::kNotice, fmt::format("Client {} disconnected: TLS handshake failed: the client closed "
+                                               "the connection.", p->peer));
+        } else {
+          log::write(log::kNotice, fmt::format("Client <unknown> closed its connection."));
+        }
         return;
       }
-      if (p->handshake) {
-        if (!on_ws_bytes(p, chunk->data(), n)) return;
-      } else {
-        p->buf.append(chunk->data(), n);
-      }
-      codec::FrameHeader h;
-      codec::DecodeError err;
-      auto st = codec::parse_frame(reinterpret_cast<const std::uint8_t*>(p->buf.data()), p->buf.size(),
-                                   broker.limits().max_packet_size, h, err);
-      // Not a CONNECT (the first byte tells): the worker's protocol state closes it at once.
-      const bool connect_byte = !p->buf.empty() && (static_cast<std::uint8_t>(p->buf[0]) >> 4) == 1;
-      if (st == codec::FrameStatus::kIncomplete && connect_byte) {
-        read_connect(p);
-        return;
-      }
-      unsigned w = least_loaded();
-      if (st == codec::FrameStatus::kComplete && h.type() == codec::PacketType::kConnect) {
-        codec::Packet pkt;
-        auto e = codec::decode_packet(h, reinterpret_cast<const std::uint8_t*>(p->buf.data()) + h.header_size,
-                                      codec::Version::kV311, pkt);
-        const auto* c = std::get_if<codec::Connect>(&pkt);
-        if (!e && c && !c->client_id.empty()) w = broker.owner_of(c->client_id);
-      }
-      hand_over(p, w);
+      proceed(p, on_pending_bytes(p, chunk->data(), n));
     });
   }
 
+  // Bytes read from a connection before its CONNECT is complete: TLS records, then (or directly) a
+  // WebSocket handshake and frames, then MQTT bytes, which collect in p->buf.
+  Next on_pending_bytes(const std::shared_ptr<Pending>& p, const char* data, std::size_t n) {
+    std::string plain;
+    if (p->tls) {
+      TlsFilter& t = *p->tls;
+      p->tls_started = true;
+      t.push(reinterpret_cast<const std::uint8_t*>(data), n);
+      if (!t.established()) {
+        switch (t.handshake()) {
+          case TlsFilter::Step::kMore: return Next::kRead;
+          case TlsFilter::Step::kFailed:
+            // One line per failed handshake; the alert OpenSSL wrote goes out before the close.
+            log::write(log::kNotice, fmt::format("Client {} disconnected: TLS handshake failed: {}.", p->peer, t.error()));
+            return Next::kClose;
+          case TlsFilter::Step::kDone: break;
+        }
+        if (p->tls_ctx->identity_as_username()) p->identity = t.identity();
+        if (log::enabled(log::kDebug)) {
+          log::write(log::kDebug, fmt::format("TLS connection from {}: {}.", p->peer, t.description()));
+        }
+      }
+      std::uint8_t buf[16384];
+      while (std::size_t m = t.read(buf, sizeof buf)) plain.append(reinterpret_cast<const char*>(buf), m);
+      if (t.input() != TlsFilter::Input::kOpen) {
+        if (t.input() == TlsFilter::Input::kFailed) {
+          log::write(log::kNotice, fmt::format("Client {} disconnected: TLS error: {}.", p->peer, t.error()));
+        } else {
+          log::write(log::kNotice, fmt::format("Client <unknown> closed its connection."));
+        }
+        return Next::kClose;
+      }
+      if (plain.empty()) return Next::kRead;
+      data = plain.data();
+      n = plain.size();
+    }
+    if (p->handshake) return on_ws_bytes(p, data, n);
+    p->buf.append(data, n);
+    return Next::kRoute;
+  }
+
   // A WebSocket connection before its CONNECT: the HTTP handshake, then frames whose MQTT bytes
-  // collect in p->buf. False when the connection ended or more must be read first.
-  bool on_ws_bytes(const std::shared_ptr<Pending>& p, const char* data, std::size_t n) {
+  // collect in p->buf.
+  Next on_ws_bytes(const std::shared_ptr<Pending>& p, const char* data, std::size_t n) {
     std::string_view frames(data, n);
     if (!p->ws) {
       switch (p->handshake->feed(data, n)) {
-        case WsHandshake::Status::kIncomplete: read_connect(p); return false;
+        case WsHandshake::Status::kIncomplete: return Next::kRead;
         case WsHandshake::Status::kReject:
           log::write(log::kNotice, fmt::format("WebSocket handshake from {} refused: {}.", p->peer, p->handshake->error()));
-          reply_and_close(p, p->handshake->response());
-          return false;
-        case WsHandshake::Status::kHttpReply: reply_and_close(p, p->handshake->response()); return false;
+          send_pending(p, p->handshake->response());
+          return Next::kClose;
+        case WsHandshake::Status::kHttpReply: send_pending(p, p->handshake->response()); return Next::kClose;
         case WsHandshake::Status::kUpgrade: break;
       }
-      // The 101 reply is a few hundred bytes on a fresh socket: it fits the send buffer at once.
-      boost::system::error_code ec;
-      asio::write(p->sock, asio::buffer(p->handshake->response()), ec);
-      if (ec) {
-        close_pending(p);
-        return false;
-      }
+      send_pending(p, p->handshake->response());  // 101; written before anything else happens
       if (log::enabled(log::kWebsockets)) {
         log::write(log::kWebsockets, fmt::format("WebSocket connection from {} (subprotocol {}).", p->peer,
                                                  p->handshake->subprotocol().empty() ? "none" : p->handshake->subprotocol()));
@@ -615,14 +829,88 @@ struct Server::Impl {
       }
       std::string close;
       p->ws->framer.take_control(close);
-      reply_and_close(p, close);
-      return false;
+      send_pending(p, close);
+      return Next::kClose;
     }
-    if (p->buf.empty()) {
+    return p->buf.empty() ? Next::kRead : Next::kRoute;
+  }
+
+  // Queues bytes for the client of a pending connection (encrypted on TLS listeners).
+  static void send_pending(const std::shared_ptr<Pending>& p, const std::string& bytes) {
+    if (!p->tls) {
+      p->out += bytes;
+      return;
+    }
+    p->tls->begin_write();
+    p->tls->write(bytes.data(), bytes.size());
+    p->tls->end_write();
+  }
+
+  // Writes what the pending connection owes the client, then goes on. The acceptor thread never
+  // blocks on a client that does not read: the write is asynchronous, and the connect timer still
+  // closes the socket.
+  void proceed(const std::shared_ptr<Pending>& p, Next next) {
+    if (p->tls) {
+      if (next == Next::kClose) p->tls->close();
+      p->out += p->tls->output();
+      p->tls->output().clear();
+    }
+    if (p->out.empty()) {
+      act(p, next);
+      return;
+    }
+    asio::async_write(p->sock, asio::buffer(p->out), [this, p, next](boost::system::error_code ec, std::size_t) {
+      p->out.clear();
+      if (p->done) return;
+      if (ec) {
+        close_pending(p);
+        return;
+      }
+      act(p, next);
+    });
+  }
+
+  void act(const std::shared_ptr<Pending>& p, Next next) {
+    switch (next) {
+      case Next::kRead: read_connect(p); return;
+      case Next::kRoute: route_connect(p); return;
+      case Next::kClose: {
+        boost::system::error_code ignored;
+        p->sock.shutdown(tcp::socket::shutdown_send, ignored);
+        close_pending(p);
+        return;
+      }
+    }
+  }
+
+  // Hands the connection to the worker of its client id once the CONNECT is complete.
+  void route_connect(const std::shared_ptr<Pending>& p) {
+    codec::FrameHeader h;
+    codec::DecodeError err;
+    // max_connect_size: a larger CONNECT is not read on (kError); the worker's protocol state, given the
+    // bytes so far, refuses it (5.0: CONNACK 0x95) and counts it.
+    const auto& lim = broker.limits();
+    const std::uint32_t max_connect =
+        lim.max_connect_size == 0 ? lim.max_packet_size
+                                  : (lim.max_packet_size == 0 ? lim.max_connect_size
+                                                              : std::min(lim.max_connect_size, lim.max_packet_size));
+    auto st = codec::parse_frame(reinterpret_cast<const std::uint8_t*>(p->buf.data()), p->buf.size(), max_connect,
+                                 h, err);
+    // Not a CONNECT (the first byte tells): the worker's protocol state closes it at once.
+    const bool connect_byte = !p->buf.empty() && (static_cast<std::uint8_t>(p->buf[0]) >> 4) == 1;
+    if (st == codec::FrameStatus::kIncomplete && connect_byte) {
       read_connect(p);
-      return false;
+      return;
     }
-    return true;
+    unsigned w = least_loaded();
+    if (st == codec::FrameStatus::kComplete && h.type() == codec::PacketType::kConnect) {
+      codec::Packet pkt;
+      auto e = codec::decode_packet(h, reinterpret_cast<const std::uint8_t*>(p->buf.data()) + h.header_size,
+                                    codec::Version::kV311, pkt, lim.max_packet_properties);
+      const auto* c = std::get_if<codec::Connect>(&pkt);
+      if (!e && c && !c->client_id.empty()) w = broker.owner_of(c->client_id);
+    }
+    hand_over(p, w);
   }
 
   void close_pending(const std::shared_ptr<Pending>& p) {
@@ -630,16 +918,6 @@ struct Server::Impl {
     p->timer.cancel();
     boost::system::error_code ignored;
     p->sock.close(ignored);
-  }
-
-  // Writes an HTTP reply or a WebSocket close frame, then closes (the connect timer still bounds it).
-  void reply_and_close(const std::shared_ptr<Pending>& p, const std::string& bytes) {
-    p->reply = bytes;
-    asio::async_write(p->sock, asio::buffer(p->reply), [this, p](boost::system::error_code, std::size_t) {
-      boost::system::error_code ignored;
-      p->sock.shutdown(tcp::socket::shutdown_send, ignored);
-      close_pending(p);
-    });
   }
 
   unsigned least_loaded() {
@@ -659,8 +937,8 @@ struct Server::Impl {
     Worker* worker = workers[w].get();
     worker->live.fetch_add(1, std::memory_order_relaxed);
     asio::post(worker->io, [worker, fd, v6 = p->v6, peer = std::move(p->peer), buf = std::move(p->buf),
-                            ws = std::move(p->ws)]() mutable {
-      worker->adopt(fd, v6, std::move(peer), std::move(buf), std::move(ws));
+                            ws = std::move(p->ws), tls = std::move(p->tls), identity = std::move(p->identity)]() mutable {
+      worker->adopt(fd, v6, std::move(peer), std::move(buf), std::move(ws), std::move(tls), std::move(identity));
     });
   }
 };

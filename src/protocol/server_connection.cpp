@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <iterator>
 #include <random>
 
 #include "core/topic.hpp"
@@ -34,6 +36,19 @@ void put_u16(std::string& out, std::uint16_t v) {
   out.push_back(static_cast<char>(v & 0xFF));
 }
 
+// A rate-limited connection is read again a little after its bucket has tokens: up to this much time
+// worth of them, so a client that keeps sending at its limit wakes its worker about 20 times a second
+// rather than once per message.
+constexpr std::chrono::milliseconds kThrottleSlack{50};
+
+// The protocol version of a CONNECT of which only the start has arrived (`body` after the fixed
+// header): a CONNECT refused for its size before it is read whole is still answered in its version.
+Version peek_connect_version(const std::uint8_t* body, std::size_t n) {
+  static constexpr std::uint8_t kMqtt5[] = {0, 4, 'M', 'Q', 'T', 'T', 5};
+  if (n >= sizeof kMqtt5 && std::equal(std::begin(kMqtt5), std::end(kMqtt5), body)) return Version::kV5;
+  return Version::kV311;
+}
+
 }  // namespace
 
 const char* close_cause_name(CloseCause c) {
@@ -49,6 +64,7 @@ const char* close_cause_name(CloseCause c) {
     case CloseCause::kServerShutdown: return "server shutdown";
     case CloseCause::kSlowConsumer: return "slow consumer";
     case CloseCause::kStoreFailure: return "store failure";
+    case CloseCause::kNotAuthorized: return "not authorized";
   }
   return "unknown";
 }
@@ -80,6 +96,7 @@ ServerConnection::ServerConnection(ConnectionHandler& handler, const ServerLimit
 
 void ServerConnection::resume(TimePoint now) {
   paused_ = false;
+  if (throttled_until_ != TimePoint{} && now >= throttled_until_) throttled_until_ = TimePoint{};
   if (!partial_.empty()) on_bytes(nullptr, 0, now);
 }
 
@@ -87,11 +104,11 @@ void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
   if (state_ == State::kClosed) return;
   if (n > 0) last_rx_ = now;
   if (partial_.empty()) {
-    std::size_t used = process(data, n);
+    std::size_t used = process(data, n, now);
     if (used < n && state_ != State::kClosed) partial_.assign(reinterpret_cast<const char*>(data + used), n - used);
   } else {
     if (n > 0) partial_.append(reinterpret_cast<const char*>(data), n);
-    std::size_t used = process(reinterpret_cast<const std::uint8_t*>(partial_.data()), partial_.size());
+    std::size_t used = process(reinterpret_cast<const std::uint8_t*>(partial_.data()), partial_.size(), now);
     if (state_ == State::kClosed) {
       partial_.clear();
     } else {
@@ -101,7 +118,14 @@ void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoi
   if (partial_.capacity() > 4096 && partial_.size() < 1024) partial_.shrink_to_fit();
 }
 
-std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
+std::uint32_t ServerConnection::pre_connack_max_packet() const {
+  const std::uint32_t connect = limits_.max_connect_size;
+  const std::uint32_t any = limits_.max_packet_size;
+  if (connect == 0) return any;
+  return any == 0 ? connect : std::min(connect, any);
+}
+
+std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n, TimePoint now) {
   std::size_t off = 0;
   while (off < n && !paused() &&
          (state_ == State::kAwaitConnect || state_ == State::kAuthenticating || state_ == State::kConnected)) {
@@ -115,16 +139,28 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
     }
     codec::FrameHeader h;
     codec::DecodeError err;
-    auto st = codec::parse_frame(data + off, n - off, limits_.max_packet_size, h, err);
+    // max_connect_size: until CONNACK the client is not authenticated, so its packets get a smaller
+    // bound, checked from the fixed header alone: a larger CONNECT is refused before it is read whole.
+    const bool connected = state_ == State::kConnected;
+    auto st = codec::parse_frame(data + off, n - off, connected ? limits_.max_packet_size : pre_connack_max_packet(),
+                                 h, err);
     if (st == codec::FrameStatus::kIncomplete) break;
     ++counters_.packets_in;  // $SYS messages/received
     if (st == codec::FrameStatus::kError) {
+      if (err.reason == Reason::kPacketTooLarge) {
+        count_limit(connected ? Limit::kMaxPacketSize : Limit::kMaxConnectSize);
+        if (state_ == State::kAwaitConnect && off + h.header_size <= n) {
+          version_ = peek_connect_version(data + off + h.header_size, n - off - h.header_size);
+        }
+      }
       decode_failed(err, data[off]);
       return n;
     }
     codec::Packet p;
-    auto e = codec::decode_packet(h, data + off + h.header_size, version_, p);
+    auto e = codec::decode_packet(h, data + off + h.header_size, version_, p, limits_.max_packet_properties);
     if (e) {
+      // The decoder's one use of 0x97: more properties than max_packet_properties.
+      if (e.reason == Reason::kQuotaExceeded) count_limit(Limit::kMaxPacketProperties);
       // A first CONNECT that fails still tells which version to answer in; a later one must not
       // change the version of a connection already established.
       if (auto* c = std::get_if<codec::Connect>(&p); c && state_ == State::kAwaitConnect) version_ = c->version;
@@ -133,8 +169,39 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n) {
     }
     off += h.total();
     handle(p, h);
+    // One test of two words, false unless a rate limit is configured.
+    if ((limits_.messages_rate.amount | limits_.bytes_rate.amount) != 0) [[unlikely]] {
+      if (h.type() == PacketType::kPublish) take_rate(h.total(), now);
+    }
   }
   return off;
+}
+
+// messages_rate / bytes_rate, as EMQX applies them: what arrived is handled (it was read; refusing it
+// would only lose it), then the connection is not read until its buckets hold tokens again, so the
+// client's own TCP window slows it down. Nothing is dropped and nothing is closed.
+void ServerConnection::take_rate(std::size_t bytes, TimePoint now) {
+  TimePoint until{};
+  auto charge = [&](TokenBucket<TimePoint>& bucket, const Rate& r, std::uint64_t cost, Limit l) {
+    if (!r.on()) return;
+    TimePoint t = bucket.take(r, cost, now);
+    if (t <= now) return;
+    count_limit(l);
+    t += std::min<Clock::duration>(r.period, kThrottleSlack);
+    until = std::max(until, t);
+  };
+  charge(messages_bucket_, limits_.messages_rate, 1, Limit::kMessagesRate);
+  charge(bytes_bucket_, limits_.bytes_rate, bytes, Limit::kBytesRate);
+  if (until != TimePoint{}) throttled_until_ = std::max(throttled_until_, until);
+}
+
+std::optional<Limit> ServerConnection::topic_over_limit(std::string_view topic, std::string_view levels_of) const {
+  if (topic.size() > limits_.max_topic_length) return Limit::kMaxTopicLength;
+  // n bytes hold at most n + 1 levels: the common short topic is not scanned.
+  if (levels_of.size() >= limits_.max_topic_levels && topic_levels(levels_of) > limits_.max_topic_levels) {
+    return Limit::kMaxTopicLevels;
+  }
+  return std::nullopt;
 }
 
 void ServerConnection::decode_failed(const codec::DecodeError& e, std::uint8_t first_byte) {
@@ -212,6 +279,7 @@ void ServerConnection::close(CloseCause cause) {
     case CloseCause::kRefused:
     case CloseCause::kSlowConsumer:
     case CloseCause::kStoreFailure:
+    case CloseCause::kNotAuthorized:
     case CloseCause::kNone: break;
   }
   handler_.on_closed(*this, cause);
@@ -228,12 +296,15 @@ void ServerConnection::on_transport_error(const std::string& what) {
 void ServerConnection::on_tick(TimePoint now) {
   if (state_ == State::kAwaitConnect || state_ == State::kAuthenticating) {
     // connect_timeout covers the whole authentication exchange too.
-    if (now - opened_ > limits_.connect_timeout) close(CloseCause::kConnectTimeout);
+    if (now - opened_ > limits_.connect_timeout) {
+      count_limit(Limit::kConnectTimeout);
+      close(CloseCause::kConnectTimeout);
+    }
     return;
   }
   if (state_ != State::kConnected) return;
   // A paused connection is not read, by the broker's choice: its silence is not the client's.
-  if (paused_) last_rx_ = now;
+  if (paused_ || throttled_until_ != TimePoint{}) last_rx_ = now;
   if (session_ && session_->congested.load(std::memory_order_relaxed)) {
     if (congested_since_ == TimePoint{}) congested_since_ = now;
     if (limits_.slow_subscriber_timeout.count() != 0 && now - congested_since_ >= limits_.slow_subscriber_timeout) {
@@ -412,7 +483,12 @@ void ServerConnection::handle_connect(codec::Connect& c) {
   client_id_ = c.client_id;
   keepalive_ = c.keepalive;
   clean_start_ = c.clean_start;
-  username_ = c.username;
+  if (identity_from_transport_) {
+    c.username = username_;  // the broker's checks see the transport's identity and no password
+    c.password.reset();
+  } else {
+    username_ = c.username;
+  }
   if (c.will) will_ = std::make_unique<codec::Will>(std::move(*c.will));  // heap: most clients have none
   const bool v5 = version_ == Version::kV5;
   if (v5) {
@@ -441,7 +517,16 @@ void ServerConnection::handle_connect(codec::Connect& c) {
     client_id_ = handler_.assign_client_id(limits_.auto_id_prefix);  // [MQTT-3.1.3-6]
     if (v5) c.props.assigned_client_id = client_id_;           // [MQTT-3.2.2-16]
   } else if (client_id_.size() > limits_.max_client_id_length) {
+    // max_clientid_len: the id is copied into every message the client publishes, so its length is
+    // bounded like a payload's. 5.0: CONNACK 0x85; 3.x: 0x02 Identifier rejected.
+    count_limit(Limit::kMaxClientidLen);
+    log(1, fmt::format("Client from {} sent a client identifier of {} bytes (max_clientid_len {}).", peer_,
+                       client_id_.size(), limits_.max_client_id_length));
     refuse(Reason::kClientIdentifierNotValid);
+    return;
+  }
+  if (identity_from_transport_ && username_->empty()) {
+    refuse(Reason::kBadUserNameOrPassword);  // use_identity_as_username without a certificate
     return;
   }
   if (limits_.max_keepalive != 0 && (keepalive_ > limits_.max_keepalive || keepalive_ == 0) &&
@@ -461,6 +546,18 @@ void ServerConnection::handle_connect(codec::Connect& c) {
     }
     if (will_->retain && !limits_.retain_available) {
       refuse(Reason::kRetainNotSupported);  // [MQTT-3.2.2-13]
+      return;
+    }
+    if (auto over = topic_over_limit(will_->topic, will_->topic)) {
+      // The will is published like any PUBLISH, so its topic meets the same limits: 5.0 gets CONNACK
+      // 0x90 Topic Name invalid; 3.x has no such return code and is closed, as for a malformed will topic.
+      count_limit(*over);
+      log(1, fmt::format("Client {} has a will topic beyond {}.", client_id_, limit_name(*over)));
+      if (v5) {
+        refuse(Reason::kTopicNameInvalid);
+      } else {
+        close(CloseCause::kProtocolError);
+      }
       return;
     }
   }
@@ -654,6 +751,17 @@ void ServerConnection::handle_publish(codec::Publish& p) {
       return;
     }
   }
+  if (auto over = topic_over_limit(p.topic, p.topic)) [[unlikely]] {
+    // max_topic_length / max_topic_levels. 5.0: DISCONNECT 0x90, the code for a Topic Name that "is
+    // correct, but is not accepted by this Server" (also at QoS 0, which has no acknowledgement to
+    // carry it); 3.x: closed.
+    count_limit(*over);
+    log(1, fmt::format("Client {} sent a PUBLISH whose topic exceeds {} ({} bytes, {} levels).", client_id_,
+                       limit_name(*over), p.topic.size(), topic_levels(p.topic)));
+    protocol_violation(Reason::kTopicNameInvalid, *over == Limit::kMaxTopicLength ? "topic longer than the server allows"
+                                                                                  : "topic deeper than the server allows");
+    return;
+  }
   if (limits_.verbose) {
     log(0, publish_log_line(false, client_id_, p.dup, p.qos, p.retain, p.packet_id, p.topic, p.payload.size()));
   }
@@ -681,6 +789,7 @@ void ServerConnection::handle_publish(codec::Publish& p) {
     return;
   }
   if (limits_.message_size_limit != 0 && p.payload.size() > limits_.message_size_limit) {
+    count_limit(Limit::kMessageSizeLimit);
     log(1, fmt::format("Dropped too large PUBLISH from {} ({} bytes).", client_id_, p.payload.size()));
     // 0x95 is not a PUBACK/PUBREC code; message_size_limit is an administrative limit: 0x97.
     if (p.qos == 1) send_ack(PacketType::kPuback, p.packet_id, to_byte(Reason::kQuotaExceeded));
@@ -823,6 +932,7 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
     for (const auto& t : s.topics) log(0, fmt::format("\t{} (QoS {})", t.filter, t.qos));
   }
   std::vector<std::uint8_t> codes(s.topics.size(), 0);
+  bool over_logged = false;  // one line per SUBSCRIBE, however many filters are refused
   for (std::size_t i = 0; i < s.topics.size(); ++i) {
     std::string_view filter = s.topics[i].filter;
     std::string_view share_name;
@@ -853,6 +963,15 @@ void ServerConnection::handle_subscribe(const codec::Subscribe& s) {
         return;
       }
       codes[i] = to_byte(Reason::kTopicFilterInvalid);
+    } else if (auto over = topic_over_limit(s.topics[i].filter, filter)) {
+      // max_topic_length / max_topic_levels: this filter fails (5.0: 0x8F, "correctly formed but not
+      // allowed"; 3.1.1: 0x80), the others go on. Levels are those of a shared subscription's filter.
+      count_limit(*over);
+      if (!over_logged) {
+        log(1, fmt::format("Client {} subscribed to a filter beyond {}: refused.", client_id_, limit_name(*over)));
+        over_logged = true;
+      }
+      codes[i] = v5 ? to_byte(Reason::kTopicFilterInvalid) : std::uint8_t{0x80};
     } else if (!limits_.wildcard_subscription_available && filter.find_first_of("+#") != std::string_view::npos) {
       // Section 3.2.2.3.14: wildcards switched off, refused per filter (0xA2; 3.x: 0x80).
       codes[i] = v5 ? to_byte(Reason::kWildcardSubscriptionsNotSupported) : std::uint8_t{0x80};

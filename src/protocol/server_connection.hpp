@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "codec/codec.hpp"
+#include "core/rate_limit.hpp"
 #include "core/string_hash.hpp"
+#include "protocol/limits.hpp"
 #include "protocol/message.hpp"
 #include "protocol/session_state.hpp"
 
@@ -24,7 +26,7 @@ struct ServerLimits {
   bool allow_zero_length_clientid = true;
   std::string auto_id_prefix = "auto-";
   std::size_t v31_client_id_max = 23;  // 0 = no limit
-  std::size_t max_client_id_length = 65535;
+  std::size_t max_client_id_length = 1024;  // max_clientid_len
   std::uint16_t max_inflight = 20;     // outbound window, 0 = 65535
   std::size_t max_queued_messages = 1000;  // 0 = no limit
   std::size_t max_queued_bytes = 0;        // 0 = no limit
@@ -49,6 +51,14 @@ struct ServerLimits {
   // Where "now" comes from when a message's expiry must be checked at delivery (tests pass a fake).
   TimePoint (*clock)() = &Clock::now;
   bool verbose = false;                    // log every packet
+  // Limits and defences (docs/security.md). "No limit" is the largest value, so each check is one
+  // comparison (the broker converts the configuration's 0).
+  std::uint32_t max_connect_size = 64 * 1024;  // packets before CONNACK (CONNECT, AUTH); 0 = max_packet_size
+  std::uint32_t max_topic_levels = 128;        // PUBLISH topics, SUBSCRIBE filters, will topics
+  std::uint32_t max_topic_length = 65535;
+  std::uint32_t max_packet_properties = 128;   // per packet, each user property counting; 0 = no limit
+  Rate messages_rate;                          // PUBLISH packets per client (EMQX's messages_rate)
+  Rate bytes_rate;                             // PUBLISH packet bytes per client (EMQX's bytes_rate)
 };
 
 // Why a connection ended; decides whether the will is published.
@@ -64,6 +74,7 @@ enum class CloseCause {
   kServerShutdown,
   kSlowConsumer,
   kStoreFailure,          // the store could not write what an acknowledgement needed
+  kNotAuthorized,         // a reload of the password or ACL files no longer lets the client in
 };
 const char* close_cause_name(CloseCause c);
 
@@ -217,9 +228,14 @@ class ServerConnection {
   // Back-pressure: stop handling input after the current packet (the rest stays buffered) until
   // resume(). The network layer stops reading a paused connection.
   void pause() { paused_ = true; }
-  // Also true while too many acknowledgements wait for the store (kMaxHeld).
-  bool paused() const { return paused_ || gates_.size() >= kMaxHeld; }
+  // Also true while too many acknowledgements wait for the store (kMaxHeld), and while a rate limit
+  // holds the connection (throttled_until()).
+  bool paused() const { return paused_ || throttled_until_ != TimePoint{} || gates_.size() >= kMaxHeld; }
+  // Ends a back-pressure pause, and a rate limit's once its time has come; handles buffered input.
   void resume(TimePoint now);
+  // messages_rate / bytes_rate: the connection is not read before this time (TimePoint{}: it is not
+  // held). The network layer calls resume() then.
+  TimePoint throttled_until() const { return throttled_until_; }
   // The transport closed or failed.
   void on_transport_closed();
   // The transport's own framing was broken (e.g. a WebSocket text frame): logged, then closed as a
@@ -263,6 +279,16 @@ class ServerConnection {
   void set_client_id(std::string id) { client_id_ = std::move(id); }
   const std::string& peer() const { return peer_; }
   const std::optional<std::string>& username() const { return username_; }
+  // TLS listeners with use_identity_as_username / use_subject_as_username: the name the handshake
+  // authenticated (certificate CN or subject, PSK identity), given before CONNECT arrives. It replaces
+  // CONNECT's username and the password is dropped, as in Mosquitto; an empty name (the client sent no
+  // certificate) refuses CONNECT as a bad user name or password.
+  void set_transport_identity(std::string name) {
+    username_ = std::move(name);
+    identity_from_transport_ = true;
+  }
+  // True when username() is the transport's identity: no password is checked for it (Mosquitto).
+  bool identity_from_transport() const { return identity_from_transport_; }
   const std::unique_ptr<codec::Will>& will() const { return will_; }
   void clear_will() { will_.reset(); }
   bool clean_start() const { return clean_start_; }
@@ -274,18 +300,31 @@ class ServerConnection {
   std::uint64_t dropped_queue() const { return dropped_queue_; }
   std::uint64_t dropped_expired() const { return dropped_expired_; }
   const ConnCounters& counters() const { return counters_; }
+  // Limits hit by this connection ($SYS/broker/tern/limits/...), also those the broker enforces for it
+  // (max_subscriptions). The network layer adds what limit_hits() holds to its worker's Stats and
+  // clears it; null until the first hit.
+  void count_limit(Limit l) {
+    if (!limit_hits_) limit_hits_ = std::make_unique<LimitHits>();
+    ++limit_hits_->n[static_cast<std::size_t>(l)];
+  }
+  LimitHits* limit_hits() { return limit_hits_.get(); }
 
   // Opaque pointers for the broker (its session object) and the network layer (its socket object).
   void* user = nullptr;
   void* transport = nullptr;
   std::uint64_t serial = 0;  // the broker's number for this connection (store completions find it)
+  int listener = -1;         // index of its listener in the configuration (-1: unknown, e.g. tests)
 
   // Encodes and sends one PUBLISH. Exposed for retained deliveries (which need no flight slot).
   // False when the packet exceeds the client's Maximum Packet Size and was discarded.
   bool send_publish(const Delivery& d, std::uint16_t packet_id, bool dup);
 
  private:
-  std::size_t process(const std::uint8_t* data, std::size_t n);
+  std::size_t process(const std::uint8_t* data, std::size_t n, TimePoint now);
+  std::uint32_t pre_connack_max_packet() const;
+  // max_topic_length of `topic`, max_topic_levels of `levels_of` (a shared subscription's inner filter).
+  std::optional<Limit> topic_over_limit(std::string_view topic, std::string_view levels_of) const;
+  void take_rate(std::size_t bytes, TimePoint now);
   void handle(codec::Packet& p, const codec::FrameHeader& h);
   void handle_packet(codec::Packet& p, const codec::FrameHeader& h);
   void handle_connect(codec::Connect& c);
@@ -325,6 +364,7 @@ class ServerConnection {
   codec::Version version_ = codec::Version::kV311;
   std::string client_id_;
   std::optional<std::string> username_;
+  bool identity_from_transport_ = false;
   std::unique_ptr<codec::Will> will_;
   bool clean_start_ = true;
   std::uint16_t keepalive_ = 0;
@@ -372,6 +412,10 @@ class ServerConnection {
   std::uint64_t dropped_queue_ = 0;
   std::uint64_t dropped_expired_ = 0;
   ConnCounters counters_;
+  std::unique_ptr<LimitHits> limit_hits_;
+  TokenBucket<TimePoint> messages_bucket_;
+  TokenBucket<TimePoint> bytes_bucket_;
+  TimePoint throttled_until_{};
 };
 
 // Appends a delivery to an offline session's queue within the limits. False (and nothing queued)

@@ -207,11 +207,36 @@ TEST(Config, WindowsLineEndingsAreAccepted) {
   EXPECT_EQ(c.allow_anonymous, std::optional<bool>(true));
 }
 
-TEST(Config, PasswordFileIsRefusedForSecurity) {
-  EXPECT_THROW(load("password_file /etc/mosquitto/passwd\n"), ConfigError);
-  EXPECT_CONTAINS(error_of("listener 1883\npassword_file /etc/mosquitto/passwd\n"), "t.conf:2: password_file");
-  EXPECT_THROW(load("acl_file /etc/mosquitto/acl\n"), ConfigError);
-  EXPECT_THROW(load("certfile /x.pem\n"), ConfigError);
+TEST(Config, PasswordAndAclFilesAreGlobalByDefault) {
+  Config c = load("listener 1883\npassword_file /etc/mosquitto/passwd\nacl_file /etc/mosquitto/my acl\n");
+  EXPECT_EQ(c.password_file, "/etc/mosquitto/passwd");
+  EXPECT_EQ(c.acl_file, "/etc/mosquitto/my acl") << "a path may contain spaces, as in Mosquitto";
+  EXPECT_EQ(c.listeners[0].password_file, "");
+  EXPECT_EQ(c.password_file_of(&c.listeners[0]), "/etc/mosquitto/passwd");
+  EXPECT_FALSE(c.allow_anonymous_on(&c.listeners[0])) << "a configured listener: anonymous off (Mosquitto 2.0)";
+  EXPECT_CONTAINS(error_of("password_file\n"), "t.conf:1: password_file");
+  EXPECT_CONTAINS(error_of("acl_file\n"), "t.conf:1: acl_file");
+}
+
+TEST(Config, PerListenerSettingsGiveEachListenerItsOwnSecurity) {
+  Config c = load("per_listener_settings true\nallow_anonymous true\n"
+                  "listener 1883\npassword_file /a\nallow_anonymous false\n"
+                  "listener 1884\nacl_file /acl\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_TRUE(c.per_listener_settings);
+  EXPECT_EQ(c.password_file_of(&c.listeners[0]), "/a");
+  EXPECT_EQ(c.password_file_of(&c.listeners[1]), "");
+  EXPECT_EQ(c.acl_file_of(&c.listeners[0]), "");
+  EXPECT_EQ(c.acl_file_of(&c.listeners[1]), "/acl");
+  EXPECT_FALSE(c.allow_anonymous_on(&c.listeners[0]));
+  EXPECT_TRUE(c.allow_anonymous_on(&c.listeners[1])) << "the value before the first listener is the default";
+  Config g = load("listener 1883\npassword_file /a\nlistener 1884\npassword_file /b\n");
+  EXPECT_EQ(g.password_file_of(&g.listeners[0]), "/b") << "without per_listener_settings the last one counts";
+}
+
+TEST(Config, ClientidPrefixes) {
+  EXPECT_EQ(load("clientid_prefixes plant-\n").clientid_prefixes, "plant-");
+  EXPECT_CONTAINS(error_of("clientid_prefixes\n"), "t.conf:1: clientid_prefixes");
 }
 
 TEST(Config, PersistenceDefaultsToTheStore) {
@@ -418,6 +443,183 @@ TEST(Config, FinalizeKeepsConfiguredListeners) {
   EXPECT_EQ(c.listeners[0].port, 1884);
   EXPECT_EQ(c.listeners[0].bind_address, "0.0.0.0");
   EXPECT_EQ(c.log_dest, std::vector<std::string>{"stdout"});
+}
+
+// ---- TLS keys (docs/security.md, "TLS") ----
+
+// finalize()'s ConfigError message for `text`, or "" when it passes.
+std::string finalize_error_of(const std::string& text) {
+  try {
+    Config c = load(text);
+    tern::config::finalize(c);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, TlsKeysApplyToTheLastListener) {
+  Config c = load("listener 1883\n"
+                  "listener 8883 127.0.0.1\ncafile /etc/ca dir/ca.crt\ncapath /etc/ssl/certs\n"
+                  "certfile /etc/s.crt\nkeyfile /etc/s.key\ncrlfile /etc/crl.pem\ndhparamfile /etc/dh.pem\n"
+                  "tls_version tlsv1.3\nciphers ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384\n"
+                  "ciphers_tls1.3 TLS_AES_128_GCM_SHA256\nrequire_certificate true\nuse_identity_as_username true\n"
+                  "use_subject_as_username false\n");
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_FALSE(c.listeners[0].tls());
+  EXPECT_EQ(c.listeners[0].certfile, "");
+  const auto& l = c.listeners[1];
+  EXPECT_TRUE(l.tls());
+  EXPECT_EQ(l.cafile, "/etc/ca dir/ca.crt") << "a path may contain spaces, as in Mosquitto";
+  EXPECT_EQ(l.capath, "/etc/ssl/certs");
+  EXPECT_EQ(l.certfile, "/etc/s.crt");
+  EXPECT_EQ(l.keyfile, "/etc/s.key");
+  EXPECT_EQ(l.crlfile, "/etc/crl.pem");
+  EXPECT_EQ(l.dhparamfile, "/etc/dh.pem");
+  EXPECT_EQ(l.tls_version, "tlsv1.3");
+  EXPECT_EQ(l.ciphers, "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384");
+  EXPECT_EQ(l.ciphers_tls13, "TLS_AES_128_GCM_SHA256");
+  EXPECT_TRUE(l.require_certificate);
+  EXPECT_TRUE(l.use_identity_as_username);
+  EXPECT_FALSE(l.use_subject_as_username);
+  EXPECT_EQ(finalize_error_of("listener 8883\ncertfile /s.crt\nkeyfile /s.key\ncafile /ca.crt\n"
+                              "require_certificate true\nuse_subject_as_username true\n"),
+            "");
+}
+
+TEST(Config, TlsKeysNeedAListenerAndValidValues) {
+  EXPECT_CONTAINS(error_of("certfile /s.crt\n"), "t.conf:1: certfile: must follow a listener line");
+  EXPECT_CONTAINS(error_of("listener 8883\ncertfile\n"), "t.conf:2: certfile: expects a path");
+  EXPECT_CONTAINS(error_of("listener 8883\nciphers\n"), "t.conf:2: ciphers: expects a cipher list");
+  EXPECT_CONTAINS(error_of("listener 8883\ntls_version tlsv1.0\n"), "t.conf:2: tls_version: expects tlsv1.3");
+  EXPECT_CONTAINS(error_of("listener 8883\ntls_version TLSv1.2\n"), "t.conf:2: tls_version");
+  EXPECT_CONTAINS(error_of("listener 8883\nrequire_certificate yes\n"), "t.conf:2: require_certificate: expects true");
+  EXPECT_CONTAINS(error_of("listener 8883\nuse_identity_as_username 1\n"), "t.conf:2: use_identity_as_username");
+  EXPECT_CONTAINS(error_of("listener 8883\nuse_subject_as_username\n"), "t.conf:2: use_subject_as_username");
+  EXPECT_CONTAINS(error_of("psk_file\n"), "t.conf:1: psk_file: expects a file name");
+}
+
+TEST(Config, TlsVersion11IsReadAsTls12WithAWarning) {
+  Config c = load("listener 8883\ntls_version tlsv1.1\n");
+  EXPECT_EQ(c.listeners[0].tls_version, "tlsv1.1");
+  ASSERT_EQ(c.warnings.size(), 1u);
+  EXPECT_CONTAINS(c.warnings[0], "t.conf:2: tls_version: TLS 1.1 is deprecated (RFC 8996) and not offered");
+}
+
+TEST(Config, PskFileIsGlobalUnlessPerListenerSettings) {
+  Config c = load("psk_file /etc/psk one\nlistener 8883\npsk_hint my hint\nuse_identity_as_username true\n");
+  EXPECT_EQ(c.psk_file, "/etc/psk one");
+  EXPECT_EQ(c.listeners[0].psk_hint, "my hint") << "a hint is free text";
+  EXPECT_TRUE(c.listeners[0].tls()) << "psk_hint without certfile makes a PSK listener";
+  EXPECT_EQ(c.psk_file_of(&c.listeners[0]), "/etc/psk one");
+  EXPECT_EQ(finalize_error_of("psk_file /p\nlistener 8883\npsk_hint h\nuse_identity_as_username true\n"), "");
+  Config p = load("per_listener_settings true\npsk_file /global\nlistener 8883\npsk_hint h\npsk_file /own\n"
+                  "listener 8884\npsk_hint h2\n");
+  EXPECT_EQ(p.psk_file_of(&p.listeners[0]), "/own");
+  EXPECT_EQ(p.psk_file_of(&p.listeners[1]), "/global");
+}
+
+TEST(Config, FinalizeRefusesTlsMistakesMosquittoWouldRunWith) {
+  EXPECT_CONTAINS(finalize_error_of("listener 8883\ncertfile /s.crt\n"),
+                  "listener 8883: certfile without keyfile (certificate-based TLS needs both)");
+  EXPECT_CONTAINS(finalize_error_of("listener 8883 ::1\nkeyfile /s.key\n"), "listener 8883 ::1: keyfile without certfile");
+  for (const char* key : {"cafile /ca.crt", "capath /ca", "crlfile /crl.pem", "dhparamfile /dh.pem",
+                          "tls_version tlsv1.2", "ciphers HIGH", "ciphers_tls1.3 TLS_AES_128_GCM_SHA256",
+                          "require_certificate true", "use_identity_as_username true", "use_subject_as_username true"}) {
+    const std::string name = std::string(key).substr(0, std::string(key).find(' '));
+    EXPECT_CONTAINS(finalize_error_of(std::string("listener 1883\n") + key + "\n"),
+                    "listener 1883: " + name + " needs a TLS listener (certfile and keyfile, or psk_hint)");
+  }
+  EXPECT_EQ(finalize_error_of("listener 1883\nrequire_certificate false\nuse_identity_as_username false\n"), "")
+      << "false values on a plain listener ask for nothing";
+  EXPECT_CONTAINS(finalize_error_of("listener 8883\npsk_hint h\n"), "listener 8883: psk_hint needs psk_file");
+  EXPECT_CONTAINS(finalize_error_of("listener 8883\ncertfile /s.crt\nkeyfile /s.key\nrequire_certificate true\n"),
+                  "listener 8883: require_certificate needs cafile or capath");
+  EXPECT_CONTAINS(finalize_error_of("listener 8883\ncertfile /s.crt\nkeyfile /s.key\nuse_identity_as_username true\n"),
+                  "listener 8883: use_identity_as_username needs require_certificate true");
+  EXPECT_CONTAINS(finalize_error_of("listener 8883\ncertfile /s.crt\nkeyfile /s.key\nuse_subject_as_username true\n"),
+                  "listener 8883: use_subject_as_username needs require_certificate true");
+  Config crl = load("listener 8883\ncertfile /s.crt\nkeyfile /s.key\ncrlfile /crl.pem\n");
+  tern::config::finalize(crl);
+  ASSERT_EQ(crl.warnings.size(), 1u);
+  EXPECT_CONTAINS(crl.warnings[0], "listener 8883: crlfile has no effect without require_certificate true");
+}
+
+TEST(Config, TlsEngineKeysStayRefused) {
+  for (const char* key : {"tls_engine pkcs11", "tls_keyform engine", "tls_engine_kpass_sha1 00"}) {
+    EXPECT_CONTAINS(error_of(std::string("listener 8883\n") + key + "\n"), "this Mosquitto option is not supported");
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------------
+// Limits and defences (docs/security.md)
+
+TEST(ConfigLimits, DefaultsProtectWithoutGettingInTheWay) {
+  Config c = load("");
+  EXPECT_EQ(c.max_connect_size, 64u * 1024);
+  EXPECT_EQ(c.max_clientid_len, 1024u);
+  EXPECT_EQ(c.max_topic_levels, 128u);
+  EXPECT_EQ(c.max_topic_length, 65535u);
+  EXPECT_EQ(c.max_packet_properties, 128u);
+  EXPECT_EQ(c.max_subscriptions, 1000u);
+  EXPECT_FALSE(c.messages_rate.on());
+  EXPECT_FALSE(c.bytes_rate.on());
+  EXPECT_FALSE(c.max_conn_rate.on());
+}
+
+TEST(ConfigLimits, SizeAndCountKeys) {
+  Config c = load("max_connect_size 8k\nmax_clientid_len 64\nmax_topic_levels 16\nmax_topic_length 256\n"
+                  "max_packet_properties 32\nmax_subscriptions 10\n");
+  EXPECT_EQ(c.max_connect_size, 8192u);
+  EXPECT_EQ(c.max_clientid_len, 64u);
+  EXPECT_EQ(c.max_topic_levels, 16u);
+  EXPECT_EQ(c.max_topic_length, 256u);
+  EXPECT_EQ(c.max_packet_properties, 32u);
+  EXPECT_EQ(c.max_subscriptions, 10u);
+  Config off = load("max_connect_size 0\nmax_clientid_len 0\nmax_topic_levels 0\nmax_topic_length 0\n"
+                    "max_packet_properties 0\nmax_subscriptions 0\n");
+  EXPECT_EQ(off.max_connect_size, 0u) << "0: max_packet_size applies";
+  EXPECT_EQ(off.max_subscriptions, 0u);
+  EXPECT_CONTAINS(error_of("max_connect_size 10\n"), "must be at least 20");
+  EXPECT_CONTAINS(error_of("max_clientid_len 65536\n"), "larger than 65535");
+  EXPECT_CONTAINS(error_of("max_topic_length 70000\n"), "larger than 65535");
+  EXPECT_CONTAINS(error_of("max_topic_levels many\n"), "not a number");
+}
+
+TEST(ConfigLimits, RatesInEmqxForm) {
+  using namespace std::chrono_literals;
+  Config c = load("messages_rate 1000/s\nbytes_rate 10MB/m\n");
+  EXPECT_EQ(c.messages_rate.amount, 1000u);
+  EXPECT_EQ(c.messages_rate.period, 1s);
+  EXPECT_EQ(c.bytes_rate.amount, 10u << 20);
+  EXPECT_EQ(c.bytes_rate.period, 60s);
+  EXPECT_EQ(load("messages_rate 500/10s\n").messages_rate.period, 10s);
+  EXPECT_EQ(load("messages_rate 5/250ms\n").messages_rate.period, 250ms);
+  EXPECT_EQ(load("messages_rate 7/h\n").messages_rate.period, 1h);
+  EXPECT_EQ(load("messages_rate 7/2d\n").messages_rate.period, 48h);
+  EXPECT_EQ(load("messages_rate 20\n").messages_rate, (tern::Rate{20, 1s})) << "a bare number is per second";
+  EXPECT_EQ(load("bytes_rate 64k\n").bytes_rate.amount, 65536u);
+  EXPECT_EQ(load("bytes_rate 64KiB/s\n").bytes_rate.amount, 65536u);
+  EXPECT_EQ(load("bytes_rate 1g/s\n").bytes_rate.amount, 1u << 30);
+  EXPECT_EQ(load("bytes_rate 100B/s\n").bytes_rate.amount, 100u);
+  EXPECT_FALSE(load("messages_rate 10/s\nmessages_rate infinity\n").messages_rate.on());
+  EXPECT_FALSE(load("bytes_rate 0\n").bytes_rate.on());
+  EXPECT_CONTAINS(error_of("messages_rate 10/fortnight\n"), "time units ms, s, m, h, d");
+  EXPECT_CONTAINS(error_of("messages_rate 10/0s\n"), "must not be 0");
+  EXPECT_CONTAINS(error_of("messages_rate 10k/s\n"), "not a number") << "size suffixes are for bytes_rate";
+  EXPECT_CONTAINS(error_of("bytes_rate\n"), "expects a rate");
+}
+
+TEST(ConfigLimits, MaxConnRateIsPerListenerWithAGlobalDefault) {
+  using namespace std::chrono_literals;
+  Config c = load("max_conn_rate 100/s\nlistener 1883\nlistener 1884\nmax_conn_rate 5/s\n");
+  EXPECT_EQ(c.max_conn_rate, (tern::Rate{100, 1s}));
+  ASSERT_EQ(c.listeners.size(), 2u);
+  EXPECT_EQ(c.max_conn_rate_of(c.listeners[0]), (tern::Rate{100, 1s})) << "the default before any listener";
+  EXPECT_EQ(c.max_conn_rate_of(c.listeners[1]), (tern::Rate{5, 1s}));
+  Config off = load("max_conn_rate 100/s\nlistener 1883\nmax_conn_rate 0\n");
+  EXPECT_FALSE(off.max_conn_rate_of(off.listeners[0]).on()) << "a listener may switch the default off";
 }
 
 }  // namespace

@@ -384,6 +384,57 @@ TEST(ServerConnection, HandlerRefusalSendsConnackAndCloses) {
   EXPECT_EQ(t.c->out().bytes, std::string("\x20\x02\x00\x05", 4));
 }
 
+// use_identity_as_username / use_subject_as_username (TLS listeners): the transport's name replaces
+// the CONNECT's username and the password is dropped, for the log and for the broker's checks.
+TEST(ServerConnection, TransportIdentityReplacesUsernameAndDropsPassword) {
+  Harness t;
+  t.start();
+  t.c->set_transport_identity("CN=device 7,O=Plant");
+  auto cp = Harness::connect_packet(Version::kV311, "dev-7");
+  cp.username = "claimed";
+  cp.password = "secret";
+  t.feed(cp, Version::kV311);
+  ASSERT_EQ(t.c->state(), ServerConnection::State::kConnected);
+  EXPECT_EQ(t.c->username(), std::optional<std::string>("CN=device 7,O=Plant"));
+  EXPECT_TRUE(t.c->identity_from_transport());
+  ASSERT_TRUE(t.h.last_connect);
+  EXPECT_EQ(t.h.last_connect->username, std::optional<std::string>("CN=device 7,O=Plant"));
+  EXPECT_FALSE(t.h.last_connect->password);
+  ASSERT_FALSE(t.h.logs.empty());
+  EXPECT_NE(t.h.logs.back().find("as dev-7 (p2, c1, k60, u'CN=device 7,O=Plant')."), std::string::npos)
+      << t.h.logs.back();
+}
+
+TEST(ServerConnection, EmptyTransportIdentityRefusesAsBadUsernameOrPassword) {
+  for (Version v : {Version::kV311, Version::kV5}) {
+    Harness t;
+    t.start();
+    t.c->set_transport_identity("");  // the client sent no certificate
+    auto cp = Harness::connect_packet(v, "no-cert");
+    cp.username = "claimed";
+    cp.password = "secret";
+    t.feed(cp, v);
+    EXPECT_TRUE(t.c->closed());
+    EXPECT_EQ(t.h.connects, 0) << "the broker is not asked";
+    auto ps = t.take(v);
+    ASSERT_EQ(ps.size(), 1u);
+    EXPECT_EQ(as<codec::Connack>(ps[0]).code, v == Version::kV5 ? 0x86 : 4);
+  }
+}
+
+TEST(ServerConnection, WithoutTransportIdentityTheConnectUsernameCounts) {
+  Harness t;
+  t.start();
+  auto cp = Harness::connect_packet(Version::kV311, "plain");
+  cp.username = "alice";
+  cp.password = "pw";
+  t.feed(cp, Version::kV311);
+  EXPECT_EQ(t.c->username(), std::optional<std::string>("alice"));
+  EXPECT_FALSE(t.c->identity_from_transport());
+  ASSERT_TRUE(t.h.last_connect);
+  EXPECT_EQ(t.h.last_connect->password, std::optional<std::string>("pw"));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Timers
 
