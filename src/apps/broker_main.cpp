@@ -151,6 +151,9 @@ int broker_main(int argc, char** argv) {
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
+  // A SIGHUP before the broker serves (while the store loads) must not end it; once serving, it
+  // reloads the security files.
+  signal(SIGHUP, SIG_IGN);
   unsigned workers = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   log::write(log::kNotice, fmt::format("tern version {} starting with {} worker{}.", TERN_VERSION, workers,
                                        workers == 1 ? "" : "s"));

@@ -1,7 +1,8 @@
 // `tern passwd`: manages a password file (docs/security.md). Options, messages and exit statuses follow
 // mosquitto_passwd of Mosquitto 2.0.11, except where it loses data: comments, blank lines and lines it
 // cannot read are kept (mosquitto_passwd drops everything from the first such line on), and the file is
-// replaced atomically instead of rewritten in place.
+// replaced atomically instead of rewritten in place. `-S scramfile` (Tern's own; no mosquitto_passwd
+// option uses the letter) writes the user's SCRAM-SHA-256 credentials to a scram_file alongside.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -21,15 +22,17 @@
 
 #include "core/utf8.hpp"
 #include "security/password_file.hpp"
+#include "security/scram.hpp"
 
 namespace tern::apps {
 
 void passwd_usage(std::FILE* out) {
   std::fprintf(out,
-               "Usage: tern passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-c | -D] passwordfile username\n"
-               "       tern passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-c] -b passwordfile username "
-               "password\n"
-               "       tern passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] -U passwordfile\n"
+               "Usage: tern passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-S scramfile] [-c | -D] "
+               "passwordfile username\n"
+               "       tern passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-S scramfile] [-c] -b passwordfile "
+               "username password\n"
+               "       tern passwd [-H sha512 | -H sha512-pbkdf2] [-I iterations] [-S scramfile] -U passwordfile\n"
                "\n"
                "Manages a password file (password_file) in Mosquitto's format; mosquitto_passwd's options.\n"
                " -b : batch mode: the password is given on the command line (visible to other local users\n"
@@ -38,7 +41,10 @@ void passwd_usage(std::FILE* out) {
                " -D : delete the user rather than adding or updating its password.\n"
                " -H : the hash: sha512-pbkdf2 (default, PBKDF2-HMAC-SHA512) or sha512 (for Mosquitto 1.6\n"
                "      and earlier).\n"
-               " -I : PBKDF2 iterations of sha512-pbkdf2 (default %d, as Mosquitto).\n"
+               " -I : PBKDF2 iterations of sha512-pbkdf2 (default %d, as Mosquitto) and of -S (default %d).\n"
+               " -S : also write the user's SCRAM-SHA-256 credentials to scramfile (the broker's scram_file,\n"
+               "      for MQTT 5 enhanced authentication; created when missing, started afresh with -c).\n"
+               "      With -D the user is removed from it too; with -U each converted user is added.\n"
                " -U : convert a file of plain-text passwords (username:password lines) to hashes. Entries\n"
                "      that are already hashes are left as they are.\n"
                "\n"
@@ -47,7 +53,7 @@ void passwd_usage(std::FILE* out) {
                "Other users' lines, comments and blank lines keep their place; the file is replaced in one\n"
                "step (a new file in the same directory, renamed over it) and keeps its mode and owner.\n"
                "Exit status: 0 done, 1 error, 2 the two passwords differ.\n",
-               security::kDefaultIterations);
+               security::kDefaultIterations, security::kScramDefaultIterations);
 }
 
 namespace {
@@ -229,9 +235,10 @@ void warn_invalid(const std::string& given, std::size_t line_no, const std::stri
   std::fprintf(stderr, "Warning: %s:%zu: %s; line kept unchanged.\n", given.c_str(), line_no, why.c_str());
 }
 
-// Sets `user`'s hash: its first line is replaced (later duplicates are removed, as the broker refuses
-// them), or a line is appended. Lines the broker would refuse are kept, with a warning.
-void update(const std::string& given, File& f, const std::string& user, const std::string& hash) {
+// Sets `user`'s hash (or, in a scram_file, its SCRAM credentials): its first line is replaced (later
+// duplicates are removed, as the broker refuses them), or a line is appended. Lines the broker would
+// refuse are kept, with a warning.
+void update(const std::string& given, File& f, const std::string& user, const std::string& hash, bool scram = false) {
   std::vector<std::string> out;
   bool found = false;
   for (std::size_t i = 0; i < f.lines.size(); ++i) {
@@ -247,7 +254,11 @@ void update(const std::string& given, File& f, const std::string& user, const st
       warn_invalid(given, i + 1, "no ':' between username and password hash");
     } else if (kind == security::LineKind::kEntry) {
       try {
-        security::decode_hash(u, rest);
+        if (scram) {
+          security::scram_decode(security::ScramHash::kSha256, rest);
+        } else {
+          security::decode_hash(u, rest);
+        }
       } catch (const security::PasswordError& e) {
         warn_invalid(given, i + 1, "user '" + std::string(u) + "': " + e.what());
       }
@@ -273,7 +284,9 @@ bool remove_user(File& f, const std::string& user) {
 }
 
 // -U: every "user:password" line becomes "user:hash". Nothing is written when a line cannot be read.
-int convert(const std::string& given, File& f, security::PasswordEntry::Kind kind, int iterations) {
+// The users converted and their passwords go to `converted` (for -S).
+int convert(const std::string& given, File& f, security::PasswordEntry::Kind kind, int iterations,
+            std::vector<std::pair<std::string, std::string>>& converted) {
   for (std::size_t i = 0; i < f.lines.size(); ++i) {
     std::string_view u;
     std::string_view password;
@@ -295,9 +308,39 @@ int convert(const std::string& given, File& f, security::PasswordEntry::Kind kin
     // The password is the whole rest of the line (blanks around it trimmed, as the broker trims):
     // mosquitto_passwd stops at a second ':', which silently shortens such a password.
     if (password.size() > kMaxLength) return error("%s: password longer than 65535 bytes; file not changed.", where);
-    f.lines[i] = std::string(u) + ":" + security::make_hash(password, kind, iterations);
+    converted.emplace_back(std::string(u), std::string(password));  // before the line they point into changes
+    f.lines[i] = converted.back().first + ":" + security::make_hash(converted.back().second, kind, iterations);
   }
   return 0;
+}
+
+// SCRAM clients prepare the password with SASLprep (RFC 4013) before hashing it; Tern has no Unicode
+// normalisation, so it hashes the bytes as given. Both agree on printable ASCII, which SASLprep leaves
+// unchanged; anything else works only if SASLprep leaves it unchanged too.
+void warn_saslprep(const std::string& user, const std::string& password) {
+  for (unsigned char c : password) {
+    if (c < 0x20 || c > 0x7E) {
+      std::fprintf(stderr,
+                   "Warning: the password of user %s has characters outside printable ASCII: SCRAM clients prepare it "
+                   "with SASLprep (RFC 4013), which tern passwd does not, so SCRAM works only if that leaves it "
+                   "unchanged.\n",
+                   user.c_str());
+      return;
+    }
+  }
+}
+
+// -S: the scram_file, read (or started when missing or with -c), one user's credentials set, written.
+struct ScramUpdate {
+  std::string given;
+  File f;
+};
+
+int read_scram(const std::string& given, bool create, ScramUpdate& s) {
+  s.given = given;
+  struct stat st {};
+  const bool missing = ::stat(given.c_str(), &st) != 0 && errno == ENOENT;
+  return read_file(given, create || missing, s.f);
 }
 
 }  // namespace
@@ -309,6 +352,8 @@ int passwd_main(int argc, char** argv) {
   bool upgrade = false;
   auto kind = security::PasswordEntry::kPbkdf2Sha512;
   int iterations = security::kDefaultIterations;
+  bool iterations_given = false;
+  std::string scram_path;
   int i = 1;
   for (; i < argc; ++i) {
     std::string a = argv[i];
@@ -344,6 +389,11 @@ int passwd_main(int argc, char** argv) {
         return error("Number of iterations must be > 0.");
       }
       iterations = static_cast<int>(n);
+      iterations_given = true;
+    } else if (a == "-S") {
+      if (i + 1 >= argc) return error("-S argument given but no SCRAM file.");
+      scram_path = argv[++i];
+      if (scram_path.empty()) return error("-S argument given but no SCRAM file.");
     } else if (a == "--") {
       ++i;
       break;
@@ -368,11 +418,29 @@ int passwd_main(int argc, char** argv) {
     return kError;
   }
   const std::string& given = args[0];
+  const bool with_scram = !scram_path.empty();
+  const int scram_iterations = iterations_given ? iterations : security::kScramDefaultIterations;
+  ScramUpdate scram;
+  // The scram_file is written first: if the password file then fails, the user's old password still
+  // works there, and the new credentials are only in addition.
+  auto set_scram = [&](const std::string& user, const std::string& password) {
+    warn_saslprep(user, password);
+    const auto creds = security::make_scram_credentials(security::ScramHash::kSha256, password, scram_iterations);
+    update(scram.given, scram.f, user, security::scram_encode(security::ScramHash::kSha256, creds), true);
+  };
 
   if (upgrade) {
     File f;
     if (int rc = read_file(given, false, f)) return rc;
-    if (int rc = convert(given, f, kind, iterations)) return rc;
+    if (with_scram) {
+      if (int rc = read_scram(scram_path, false, scram)) return rc;
+    }
+    std::vector<std::pair<std::string, std::string>> converted;
+    if (int rc = convert(given, f, kind, iterations, converted)) return rc;
+    if (with_scram) {
+      for (const auto& [u, pw] : converted) set_scram(u, pw);
+      if (int rc = write_file(scram_path, scram.f)) return rc;
+    }
     return write_file(given, f);
   }
 
@@ -380,9 +448,20 @@ int passwd_main(int argc, char** argv) {
   if (del) {
     File f;
     if (int rc = read_file(given, false, f)) return rc;
-    if (!remove_user(f, user)) {
+    bool found = remove_user(f, user);
+    // A scram_file that does not exist holds nobody: it is not created for a deletion.
+    struct stat st {};
+    const bool scram_exists = with_scram && ::stat(scram_path.c_str(), &st) == 0;
+    if (scram_exists) {
+      if (int rc = read_scram(scram_path, false, scram)) return rc;
+      found = remove_user(scram.f, user) || found;
+    }
+    if (!found) {
       std::fprintf(stderr, "Warning: User %s not found in password file.\n", user.c_str());
       return kError;
+    }
+    if (scram_exists) {
+      if (int rc = write_file(scram_path, scram.f)) return rc;
     }
     return write_file(given, f);
   }
@@ -391,6 +470,9 @@ int passwd_main(int argc, char** argv) {
   File f;
   // Read before asking, so a missing file is reported before the password is typed.
   if (int rc = read_file(given, create, f)) return rc;
+  if (with_scram) {
+    if (int rc = read_scram(scram_path, create, scram)) return rc;
+  }
   std::string password;
   if (batch) {
     password = args[2];
@@ -398,6 +480,10 @@ int passwd_main(int argc, char** argv) {
     return rc;
   }
   if (int rc = check_password(password)) return rc;
+  if (with_scram) {
+    set_scram(user, password);
+    if (int rc = write_file(scram_path, scram.f)) return rc;
+  }
   update(given, f, user, security::make_hash(password, kind, iterations));
   return write_file(given, f);
 }

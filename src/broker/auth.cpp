@@ -18,9 +18,17 @@ std::shared_ptr<const Auth> Auth::load(const config::Config& cfg) {
     a->any_acl_ = true;
     return slot.get();
   };
+  auto scram = [&a](const std::string& path) -> const security::ScramFile* {
+    if (path.empty()) return nullptr;
+    auto& slot = a->scram_files_[path];
+    if (!slot) slot = std::make_unique<security::ScramFile>(security::ScramFile::load(path));
+    return slot.get();
+  };
   a->global_ = Rules{passwords(cfg.password_file), acl(cfg.acl_file), cfg.effective_allow_anonymous()};
+  a->global_.scram = scram(cfg.scram_file);
   for (const auto& l : cfg.listeners) {
     a->listeners_.push_back(Rules{passwords(cfg.password_file_of(&l)), acl(cfg.acl_file_of(&l)), cfg.allow_anonymous_on(&l)});
+    a->listeners_.back().scram = scram(cfg.scram_file_of(&l));
   }
   return a;
 }

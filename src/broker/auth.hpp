@@ -1,5 +1,5 @@
 #pragma once
-// The broker's authentication and access control: the password files and ACL files of the
+// The broker's authentication and access control: the password, SCRAM and ACL files of the
 // configuration (global, or one per listener with per_listener_settings), loaded together into one
 // immutable object. A reload (SIGHUP) builds a new one and swaps it in whole; sessions keep the one
 // they were checked with alive until they are checked again (docs/security.md).
@@ -14,6 +14,7 @@
 #include "core/reason_code.hpp"
 #include "security/acl.hpp"
 #include "security/password_file.hpp"
+#include "security/scram.hpp"
 
 namespace tern::broker {
 
@@ -24,6 +25,7 @@ class Auth {
     const security::PasswordFile* passwords = nullptr;  // null: no password file
     const security::Acl* acl = nullptr;                 // null: no ACL, every topic allowed
     bool anonymous = false;                             // clients without a username may connect
+    const security::ScramFile* scram = nullptr;         // scram_file: SCRAM-SHA-256 users (null: none)
   };
 
   // Reads every file the configuration names. Throws std::runtime_error naming the file (and line).
@@ -52,6 +54,7 @@ class Auth {
   // The loaded files, shared by the listeners that name the same path.
   std::map<std::string, std::unique_ptr<security::PasswordFile>> password_files_;
   std::map<std::string, std::unique_ptr<security::Acl>> acl_files_;
+  std::map<std::string, std::unique_ptr<security::ScramFile>> scram_files_;
 };
 
 }  // namespace tern::broker

@@ -40,10 +40,23 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   // will's topic: a will the client may not publish refuses the connection (docs/security.md).
   std::shared_ptr<const Auth> auth = broker_.auth();
   const Auth::Rules& rules = auth->rules(c.listener);
-  Reason verdict = auth->authenticate(c.listener, id, c.username(), connect.password, c.identity_from_transport());
+  // After enhanced authentication (enhanced_auth.cpp) the SCRAM user is the client's username, proven
+  // by the exchange: no password is checked, clientid_prefixes and the ACL still apply.
+  const std::optional<std::string>* username = &c.username();
+  std::optional<std::string> scram_user;
+  std::optional<security::ScramHash> scram;
+  const std::optional<std::string> no_password;
+  if (connect.props.auth_method) {
+    scram = take_scram_identity(c, scram_user);
+    username = &scram_user;
+  }
+  Reason verdict = connect.props.auth_method && !scram
+                       ? Reason::kNotAuthorized
+                       : auth->authenticate(c.listener, id, *username, scram ? no_password : connect.password,
+                                            scram || c.identity_from_transport());
   security::Acl::ClientView view;
   if (rules.acl) {
-    view = rules.acl->view(id, c.username() ? &*c.username() : nullptr);
+    view = rules.acl->view(id, *username ? &**username : nullptr);
     if (verdict == Reason::kSuccess && c.will() && !view.allowed(c.will()->topic, security::Access::kWrite)) {
       log(1, fmt::format("Denied will of client {} on '{}': the ACL does not allow it to publish there.", id,
                          c.will()->topic));
@@ -98,8 +111,9 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
     s->acl.reset();
   }
   s->acl_denial_logged = false;
-  s->username = c.username();
+  s->username = *username;
   s->identity_from_transport = c.identity_from_transport();
+  s->scram = scram;
   s->listener = c.listener;
   s->credentials_known = true;
   if (s->acl && !s->state.queue.empty()) {
@@ -119,11 +133,13 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
     q.resize(w);
   }
   // Kept for the check after a reload, and only where a password file could ask for it again.
-  s->password = rules.passwords && connect.password ? std::make_unique<std::string>(std::move(*connect.password)) : nullptr;
+  s->password = rules.passwords && connect.password && !scram
+                    ? std::make_unique<std::string>(std::move(*connect.password))
+                    : nullptr;
   connect.password.reset();
   s->conn = &c;
   s->version = c.version();
-  c.serial = next_serial_++;
+  if (c.serial == 0) c.serial = next_serial_++;  // enhanced authentication may have given it one
   by_serial_[c.serial] = &c;
   std::uint32_t expiry = 0;
   s->persistent = lifetime(*s, expiry);
@@ -530,7 +546,10 @@ std::size_t Shard::apply_auth(const std::shared_ptr<const Auth>& auth) {
     if (s.conn && s.conn->state() == ServerConnection::State::kConnected) {
       std::optional<std::string> password;
       if (s.password) password = *s.password;
-      if (auth->authenticate(s.listener, id, s.username, password, s.identity_from_transport) != Reason::kSuccess) {
+      // A SCRAM client is checked by whether its user still has credentials for its mechanism.
+      const Reason r = s.scram ? scram_recheck(*auth, id, s)
+                               : auth->authenticate(s.listener, id, s.username, password, s.identity_from_transport);
+      if (r != Reason::kSuccess) {
         log(1, fmt::format("Client {} no longer passes the reloaded password file or settings, disconnecting.", id));
         out.push_back(s.conn);
         continue;
@@ -559,6 +578,7 @@ std::size_t Shard::apply_auth(const std::shared_ptr<const Auth>& auth) {
 
 void Shard::on_closed(ServerConnection& c, CloseCause) {
   by_serial_.erase(c.serial);  // store completions no longer reach it
+  if (!scram_.empty()) scram_.erase(c.serial);  // an exchange cut short
   auto* s = static_cast<Session*>(c.user);
   if (s == nullptr) {
     if (io_) io_->output_ready(c);

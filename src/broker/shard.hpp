@@ -59,6 +59,9 @@ struct Session {
   std::optional<std::string> username;
   std::unique_ptr<std::string> password;
   bool identity_from_transport = false;
+  // Set when the last connection authenticated with SCRAM (enhanced_auth.cpp): `username` is its
+  // SCRAM user, and a reload checks that the user still has credentials for this mechanism.
+  std::optional<security::ScramHash> scram;
   int listener = -1;
   // False for a session restored from the store until its client connects: its username is not
   // known, so no ACL view can be built; its queue is checked when the client comes back.
@@ -110,6 +113,10 @@ class Shard : public protocol::ConnectionHandler {
   void on_qos2_released(protocol::ServerConnection& c, std::uint16_t packet_id, const protocol::MessagePtr& m) override;
   void on_stored_flight(protocol::ServerConnection& c, const protocol::Delivery& d, std::uint16_t packet_id,
                         Flight f) override;
+  // MQTT 5 enhanced authentication: SCRAM-SHA-256 and SCRAM-SHA-512 (enhanced_auth.cpp).
+  protocol::AuthStep auth_start(protocol::ServerConnection& c, const std::string& method, const std::string& data,
+                                bool reauth) override;
+  protocol::AuthStep auth_continue(protocol::ServerConnection& c, const std::string& data) override;
 
   // Publishes the connection's will now, if it has one (then it has none). On a graceful stop every
   // will goes out before any connection is closed, as Mosquitto 2.0 does.
@@ -134,6 +141,8 @@ class Shard : public protocol::ConnectionHandler {
   std::size_t apply_auth(const std::shared_ptr<const Auth>& auth);
 
   std::size_t session_count() const { return by_client_.size(); }
+  // SCRAM exchanges in progress: one per connection in the middle of one, none once each ended.
+  std::size_t scram_exchanges() const { return scram_.size(); }
   // Every session of this worker, by client id (owner thread, or no worker running).
   const std::unordered_map<std::string, std::unique_ptr<Session>>& sessions() const { return by_client_; }
   // Whether a session outlives its connection, and for how long (seconds; 0xFFFFFFFF = never).
@@ -204,6 +213,15 @@ class Shard : public protocol::ConnectionHandler {
   protocol::MessagePtr take_will(protocol::ServerConnection& c);
   void send_will(const protocol::MessagePtr& m);
   Session& new_session(const std::string& client_id);
+  // Enhanced authentication (enhanced_auth.cpp). After a successful exchange at CONNECT: its mechanism,
+  // with `user` set to the SCRAM user (the exchange's state is freed); nullopt when the connection
+  // completed none.
+  std::optional<security::ScramHash> take_scram_identity(const protocol::ServerConnection& c,
+                                                         std::optional<std::string>& user);
+  // After a reload: whether a client that authenticated with SCRAM still may (its user still has
+  // credentials for its mechanism on its listener, and clientid_prefixes still lets it in).
+  static Reason scram_recheck(const Auth& auth, const std::string& client_id, const Session& s);
+  protocol::AuthStep scram_failed(protocol::ServerConnection& c, security::ScramHash h, const std::string& why);
 
   Broker& broker_;
   store::Store* store_ = nullptr;
@@ -232,6 +250,9 @@ class Shard : public protocol::ConnectionHandler {
   std::deque<std::vector<std::pair<std::uint64_t, std::uint64_t>>> submitted_;
   std::uint64_t next_serial_ = 1;
   std::unordered_map<std::uint64_t, protocol::ServerConnection*> by_serial_;
+  // SCRAM exchanges in progress, by connection serial (given at the first step to a connection that
+  // has none yet); only connections doing SCRAM have an entry, freed at the end or on close.
+  std::unordered_map<std::uint64_t, security::ScramServer> scram_;
   bool failure_logged_ = false;
   std::vector<store::Status> store_done_in_;  // completions, under inbox_mu_
   std::vector<store::Status> store_done_draining_;

@@ -221,13 +221,14 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     } else {
       cfg.allow_anonymous = parse_bool(c, a);
     }
-  } else if (k == "password_file" || k == "acl_file") {
+  } else if (k == "password_file" || k == "acl_file" || k == "scram_file") {
     if (a.size() < 2) c.fail("expects a file name");
     std::string path = a[1];
     for (std::size_t i = 2; i < a.size(); ++i) path += " " + a[i];  // Mosquitto allows spaces in paths
     const bool listener = cfg.per_listener_settings && !cfg.listeners.empty();
     std::string& dst = k == "password_file" ? (listener ? cfg.listeners.back().password_file : cfg.password_file)
-                                            : (listener ? cfg.listeners.back().acl_file : cfg.acl_file);
+                       : k == "acl_file"    ? (listener ? cfg.listeners.back().acl_file : cfg.acl_file)
+                                            : (listener ? cfg.listeners.back().scram_file : cfg.scram_file);
     dst = path;
   } else if (k == "per_listener_settings") {
     cfg.per_listener_settings = parse_bool(c, a);
@@ -414,8 +415,13 @@ void apply(Config& cfg, const std::vector<std::string>& a, const Ctx& c, const s
     static const std::pair<const char*, std::string Listener::*> kTlsKeys[] = {
         {"cafile", &Listener::cafile}, {"capath", &Listener::capath}, {"certfile", &Listener::certfile},
         {"keyfile", &Listener::keyfile}, {"crlfile", &Listener::crlfile}, {"dhparamfile", &Listener::dhparamfile},
-        {"ciphers", &Listener::ciphers}, {"ciphers_tls1.3", &Listener::ciphers_tls13}, {"psk_hint", &Listener::psk_hint}};
-    if (a.size() < 2) c.fail(k == "psk_hint" ? "expects a hint" : k.rfind("ciphers", 0) == 0 ? "expects a cipher list" : "expects a path");
+        {"ciphers", &Listener::ciphers}, {"ciphers_tls1.3", &Listener::ciphers_tls13},
+        {"psk_hint", &Listener::psk_hint}};
+    if (a.size() < 2) {
+      c.fail(k == "psk_hint"                 ? "expects a hint"
+             : k.rfind("ciphers", 0) == 0 ? "expects a cipher list"
+                                            : "expects a path");
+    }
     std::string v = a[1];
     for (std::size_t i = 2; i < a.size(); ++i) v += " " + a[i];  // paths and hints may contain spaces
     Listener& l = cur_listener();
@@ -484,7 +490,8 @@ namespace {
 // the broker here.
 void check_tls(Config& cfg) {
   for (const Listener& l : cfg.listeners) {
-    const std::string name = "listener " + std::to_string(l.port) + (l.bind_address.empty() ? "" : " " + l.bind_address);
+    const std::string name =
+        "listener " + std::to_string(l.port) + (l.bind_address.empty() ? "" : " " + l.bind_address);
     auto fail = [&](const std::string& why) { throw ConfigError(name + ": " + why); };
     if (l.certfile.empty() != l.keyfile.empty()) {
       fail(l.certfile.empty() ? "keyfile without certfile (certificate-based TLS needs both)"

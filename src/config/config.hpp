@@ -27,6 +27,7 @@ struct Listener {
   std::optional<bool> allow_anonymous;
   std::string password_file;
   std::string acl_file;
+  std::string scram_file;  // SCRAM-SHA-256 credentials (docs/security.md, "Enhanced authentication")
   // TLS, with Mosquitto's per-listener keys (docs/security.md, "TLS"). A listener with certfile and
   // keyfile, or with psk_hint, is a TLS listener; the files are loaded when the listener opens.
   std::string cafile, capath, certfile, keyfile, crlfile, dhparamfile;
@@ -61,7 +62,10 @@ struct Config {
   // Mosquitto's password file (mosquitto_passwd) and ACL file; empty = none (docs/security.md).
   std::string password_file;
   std::string acl_file;
-  // true: allow_anonymous, password_file and acl_file belong to the listener they follow.
+  // SCRAM-SHA-256 credentials for MQTT 5 enhanced authentication (RFC 5803 lines, `tern passwd -S`);
+  // SCRAM-SHA-512 uses the password file's $7$ entries. Empty = SCRAM-SHA-256 not offered.
+  std::string scram_file;
+  // true: allow_anonymous, password_file, acl_file and scram_file belong to the listener they follow.
   bool per_listener_settings = false;
   // Only client ids with this prefix may connect (empty = any).
   std::string clientid_prefixes;
@@ -168,6 +172,9 @@ struct Config {
   }
   const std::string& acl_file_of(const Listener* l) const {
     return per_listener_settings && l != nullptr && !l->acl_file.empty() ? l->acl_file : acl_file;
+  }
+  const std::string& scram_file_of(const Listener* l) const {
+    return per_listener_settings && l != nullptr && !l->scram_file.empty() ? l->scram_file : scram_file;
   }
 };
 

@@ -9,11 +9,13 @@
 #include <utility>
 
 #include <boost/asio.hpp>
+#include <functional>
 #include <future>
 #include <optional>
 #include <thread>
 #include <unordered_map>
 
+#include "broker/auth.hpp"
 #include "broker/shard.hpp"
 #include "codec/websocket.hpp"
 #include "core/log.hpp"
@@ -165,7 +167,7 @@ struct Worker final : broker::WorkerIo {
   }
 
   void adopt(int fd, bool v6, std::string peer, std::string initial, std::unique_ptr<WsState> ws,
-             std::unique_ptr<TlsFilter> tls, std::optional<std::string> identity) {
+             std::unique_ptr<TlsFilter> tls, std::optional<std::string> identity, int listener) {
     tcp::socket s(io);
     boost::system::error_code ec;
     s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
@@ -178,6 +180,7 @@ struct Worker final : broker::WorkerIo {
     auto c = std::make_shared<Conn>(*this, std::move(s), ServerConnection::State::kAwaitConnect, std::move(peer));
     c->ws = std::move(ws);
     c->tls = std::move(tls);
+    c->proto.listener = listener;  // per_listener_settings: its security files
     if (identity) c->proto.set_transport_identity(std::move(*identity));
     conns.emplace(c.get(), c);
     if (!initial.empty()) {
@@ -326,8 +329,8 @@ struct Worker final : broker::WorkerIo {
     }
     if (t.input() == TlsFilter::Input::kOpen) return;
     if (t.input() == TlsFilter::Input::kFailed && !c.proto.closed()) {
-      log::write(log::kNotice, fmt::format("Client {} disconnected: TLS error: {}.",
-                                           c.proto.client_id().empty() ? c.proto.peer() : c.proto.client_id(), t.error()));
+      const std::string& who = c.proto.client_id().empty() ? c.proto.peer() : c.proto.client_id();
+      log::write(log::kNotice, fmt::format("Client {} disconnected: TLS error: {}.", who, t.error()));
     }
     c.proto.on_transport_closed();
   }
@@ -387,8 +390,8 @@ struct Worker final : broker::WorkerIo {
       total += ws->control.size();
     }
     if (tls) {
-      // The gather list is plaintext: it is encrypted (whole records, payloads not copied first), and
-      // the records are written instead. A TLS connection thus writes one buffer.
+      // The gather list is plaintext: it is encrypted, gathered into whole records, and the records
+      // are written instead. A TLS connection thus writes one buffer.
       tls->begin_write();
       for (const auto& b : c.iov) tls->write(b.data(), b.size());
       tls->end_write();
@@ -521,6 +524,7 @@ struct Pending : std::enable_shared_from_this<Pending> {
   std::string peer;
   bool v6 = false;
   bool done = false;
+  int listener = -1;  // index in the configuration's listeners
   // WebSocket listeners: the HTTP handshake, then the framing state that moves to the worker.
   std::unique_ptr<WsHandshake> handshake;
   std::unique_ptr<WsState> ws;
@@ -657,9 +661,9 @@ struct Server::Impl {
           if (from > now) {
             count_acceptor_limit(broker, protocol::Limit::kMaxConnRate);
             if (!r.throttled) {
+              const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(rate.period).count();
               log::write(log::kNotice, fmt::format("Listener on port {} reached max_conn_rate ({} per {} ms): "
-                                                   "accepting more slowly.", port, rate.amount,
-                                                   std::chrono::duration_cast<std::chrono::milliseconds>(rate.period).count()));
+                                                   "accepting more slowly.", port, rate.amount, ms));
             }
             r.throttled = true;
             accept_later(a, port, l, tls, from - now);
@@ -707,6 +711,7 @@ struct Server::Impl {
       return;
     }
     auto p = std::make_shared<Pending>(io, std::move(s));
+    p->listener = static_cast<int>(&l - cfg.listeners.data());
     p->peer = peer_string(ep);
     p->v6 = ep.address().is_v6();
     if (l.protocol == "websockets") {
@@ -770,7 +775,8 @@ struct Server::Impl {
           case TlsFilter::Step::kMore: return Next::kRead;
           case TlsFilter::Step::kFailed:
             // One line per failed handshake; the alert OpenSSL wrote goes out before the close.
-            log::write(log::kNotice, fmt::format("Client {} disconnected: TLS handshake failed: {}.", p->peer, t.error()));
+            log::write(log::kNotice,
+                       fmt::format("Client {} disconnected: TLS handshake failed: {}.", p->peer, t.error()));
             return Next::kClose;
           case TlsFilter::Step::kDone: break;
         }
@@ -928,6 +934,27 @@ struct Server::Impl {
     return best;
   }
 
+  // SIGHUP. Everything is read first; only when every file loads does the new set replace the old one
+  // (then each worker checks its clients again), so a broken file changes nothing.
+  void reload() {
+    log::write(log::kNotice, "Reloading config.");
+    std::shared_ptr<const broker::Auth> auth;
+    try {
+      auth = broker::Auth::load(cfg);
+    } catch (const std::exception& e) {
+      log::write(log::kError,
+                 fmt::format("Error: reload failed: {}; the previous security files stay in force.", e.what()));
+      return;
+    }
+    broker.set_auth(auth);
+    for (auto& w : workers) {
+      asio::post(w->io, [worker = w.get(), auth] {
+        worker->shard.apply_auth(auth);
+        worker->after_event();
+      });
+    }
+  }
+
   void hand_over(const std::shared_ptr<Pending>& p, unsigned w) {
     p->done = true;
     p->timer.cancel();
@@ -937,8 +964,10 @@ struct Server::Impl {
     Worker* worker = workers[w].get();
     worker->live.fetch_add(1, std::memory_order_relaxed);
     asio::post(worker->io, [worker, fd, v6 = p->v6, peer = std::move(p->peer), buf = std::move(p->buf),
-                            ws = std::move(p->ws), tls = std::move(p->tls), identity = std::move(p->identity)]() mutable {
-      worker->adopt(fd, v6, std::move(peer), std::move(buf), std::move(ws), std::move(tls), std::move(identity));
+                            ws = std::move(p->ws), tls = std::move(p->tls),
+                            identity = std::move(p->identity), listener = p->listener]() mutable {
+      worker->adopt(fd, v6, std::move(peer), std::move(buf), std::move(ws), std::move(tls), std::move(identity),
+                    listener);
     });
   }
 };
@@ -966,6 +995,16 @@ void Server::bind() {
 int Server::run() {
   auto& im = *impl_;
   int stop_signal = 0;
+  // SIGHUP: the security files are read again (docs/security.md#reload-sighup), on this thread.
+  asio::signal_set hup(im.io, SIGHUP);
+  std::function<void()> arm_hup = [&] {
+    hup.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) return;
+      im.reload();
+      arm_hup();
+    });
+  };
+  arm_hup();
   im.signals.add(SIGINT);
   im.signals.add(SIGTERM);
   im.signals.async_wait([&](boost::system::error_code ec, int sig) {

@@ -148,7 +148,8 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n, T
     ++counters_.packets_in;  // $SYS messages/received
     if (st == codec::FrameStatus::kError) {
       if (err.reason == Reason::kPacketTooLarge) {
-        count_limit(connected ? Limit::kMaxPacketSize : Limit::kMaxConnectSize);
+        const bool connect_limit = !connected && pre_connack_max_packet() != limits_.max_packet_size;
+        count_limit(connect_limit ? Limit::kMaxConnectSize : Limit::kMaxPacketSize);
         if (state_ == State::kAwaitConnect && off + h.header_size <= n) {
           version_ = peek_connect_version(data + off + h.header_size, n - off - h.header_size);
         }
@@ -190,8 +191,9 @@ void ServerConnection::take_rate(std::size_t bytes, TimePoint now) {
     t += std::min<Clock::duration>(r.period, kThrottleSlack);
     until = std::max(until, t);
   };
-  charge(messages_bucket_, limits_.messages_rate, 1, Limit::kMessagesRate);
-  charge(bytes_bucket_, limits_.bytes_rate, bytes, Limit::kBytesRate);
+  LimitState& st = limit_state();
+  charge(st.messages, limits_.messages_rate, 1, Limit::kMessagesRate);
+  charge(st.bytes, limits_.bytes_rate, bytes, Limit::kBytesRate);
   if (until != TimePoint{}) throttled_until_ = std::max(throttled_until_, until);
 }
 
@@ -758,8 +760,8 @@ void ServerConnection::handle_publish(codec::Publish& p) {
     count_limit(*over);
     log(1, fmt::format("Client {} sent a PUBLISH whose topic exceeds {} ({} bytes, {} levels).", client_id_,
                        limit_name(*over), p.topic.size(), topic_levels(p.topic)));
-    protocol_violation(Reason::kTopicNameInvalid, *over == Limit::kMaxTopicLength ? "topic longer than the server allows"
-                                                                                  : "topic deeper than the server allows");
+    protocol_violation(Reason::kTopicNameInvalid,
+                       *over == Limit::kMaxTopicLength ? "topic longer than allowed" : "topic deeper than allowed");
     return;
   }
   if (limits_.verbose) {

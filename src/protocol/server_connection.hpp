@@ -303,11 +303,8 @@ class ServerConnection {
   // Limits hit by this connection ($SYS/broker/tern/limits/...), also those the broker enforces for it
   // (max_subscriptions). The network layer adds what limit_hits() holds to its worker's Stats and
   // clears it; null until the first hit.
-  void count_limit(Limit l) {
-    if (!limit_hits_) limit_hits_ = std::make_unique<LimitHits>();
-    ++limit_hits_->n[static_cast<std::size_t>(l)];
-  }
-  LimitHits* limit_hits() { return limit_hits_.get(); }
+  void count_limit(Limit l) { ++limit_state().hits.n[static_cast<std::size_t>(l)]; }
+  LimitHits* limit_hits() { return limits_state_ ? &limits_state_->hits : nullptr; }
 
   // Opaque pointers for the broker (its session object) and the network layer (its socket object).
   void* user = nullptr;
@@ -412,9 +409,18 @@ class ServerConnection {
   std::uint64_t dropped_queue_ = 0;
   std::uint64_t dropped_expired_ = 0;
   ConnCounters counters_;
-  std::unique_ptr<LimitHits> limit_hits_;
-  TokenBucket<TimePoint> messages_bucket_;
-  TokenBucket<TimePoint> bytes_bucket_;
+  // Limit hits and rate buckets: allocated at the first hit, or the first PUBLISH when a rate limit
+  // is set, so that most connections carry one null pointer for them.
+  struct LimitState {
+    LimitHits hits;
+    TokenBucket<TimePoint> messages;
+    TokenBucket<TimePoint> bytes;
+  };
+  LimitState& limit_state() {
+    if (!limits_state_) limits_state_ = std::make_unique<LimitState>();
+    return *limits_state_;
+  }
+  std::unique_ptr<LimitState> limits_state_;
   TimePoint throttled_until_{};
 };
 

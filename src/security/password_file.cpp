@@ -29,6 +29,8 @@ std::string_view trim(std::string_view s) {
 
 constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
+}  // namespace
+
 std::string base64_encode(std::string_view in) {
   std::string out;
   out.reserve((in.size() + 2) / 3 * 4);
@@ -52,6 +54,8 @@ std::string base64_encode(std::string_view in) {
   return out;
 }
 
+namespace {
+
 int base64_value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -61,7 +65,8 @@ int base64_value(char c) {
   return -1;
 }
 
-// Standard base64; the '=' padding may be left out. False on any other character or a bad length.
+}  // namespace
+
 bool base64_decode(std::string_view in, std::string& out) {
   while (!in.empty() && in.back() == '=' && in.size() % 4 != 1) in.remove_suffix(1);
   if (in.size() % 4 == 1) return false;
@@ -80,6 +85,8 @@ bool base64_decode(std::string_view in, std::string& out) {
   }
   return true;
 }
+
+namespace {
 
 // Digits only, 1..INT_MAX.
 bool parse_iterations(std::string_view s, int& out) {

@@ -58,6 +58,9 @@ class PasswordFile {
 
   const PasswordEntry* find(std::string_view user) const;
   std::size_t size() const { return entries_.size(); }
+  // The entry unknown users are checked against: the kind and iteration count of most entries (SCRAM
+  // gives unknown users a decoy with these parameters, scram.hpp).
+  const PasswordEntry& dummy() const { return dummy_; }
 
  private:
   std::unordered_map<std::string, PasswordEntry, StringHash, std::equal_to<>> entries_;
@@ -71,6 +74,11 @@ std::string make_hash(std::string_view password, PasswordEntry::Kind kind = Pass
 
 // True when `password` hashes to `entry`'s hash (constant-time comparison).
 bool verify(const PasswordEntry& entry, std::string_view password);
+
+// Standard base64 (RFC 4648 section 4). Decoding accepts the text with or without its '=' padding and
+// fails on any other character or an impossible length.
+std::string base64_encode(std::string_view in);
+bool base64_decode(std::string_view in, std::string& out);
 
 // One line of a password file, split as the loader splits it (used by `tern passwd` to rewrite a file
 // line by line). kEntry sets `user` and `rest` (the text after the first ':'), both trimmed of blanks.

@@ -348,6 +348,8 @@ def test_sighup_reload_applies_a_new_acl_to_existing_connections():
 def test_sighup_with_a_broken_file_keeps_the_old_one():
     pw = copy_passwd()
     with Broker(f"allow_anonymous false\npassword_file {pw}\n") as b:
+        c, code = try_connect(b, username="alice", password="secret1")  # serving: SIGHUP reloads now
+        assert code == 0
         with open(pw, "a") as f:
             f.write("broken line without a colon\n")
         b.proc.send_signal(signal.SIGHUP)

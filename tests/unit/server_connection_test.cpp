@@ -2037,3 +2037,333 @@ TEST(ServerConnection, Qos0DeliveryLeavesTheMessageToTheCaller) {
   EXPECT_FALSE(q1.msg) << "kept in flight";
   EXPECT_EQ(t.take().size(), 2u);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Limits and defences (docs/security.md): each limit is exceeded, and the connection reacts and
+// counts the hit for $SYS/broker/tern/limits/<key>.
+
+namespace limits_test {
+
+using tern::protocol::Limit;
+
+std::uint32_t hits(ServerConnection& c, Limit l) {
+  const auto* h = c.limit_hits();
+  return h ? h->n[static_cast<std::size_t>(l)] : 0;
+}
+
+codec::Properties user_properties(std::size_t n) {
+  codec::Properties p;
+  for (std::size_t i = 0; i < n; ++i) p.user_properties.push_back({"k" + std::to_string(i), "v"});
+  return p;
+}
+
+std::string deep_topic(std::size_t levels) {
+  std::string t = "l";
+  for (std::size_t i = 1; i < levels; ++i) t += "/l";
+  return t;
+}
+
+}  // namespace limits_test
+
+TEST(ServerConnectionLimits, ConnectAboveMaxConnectSizeIsRefusedFromItsFirstBytesV5) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_connect_size = 1024;
+  t.start();
+  codec::Will w = test_will();
+  w.payload = std::string(4000, 'w');
+  std::string bytes = Harness::encode(Harness::connect_packet(Version::kV5, "big", true, 60, w), Version::kV5);
+  // The fixed header and the protocol level are enough: the rest is never read.
+  t.feed(bytes.substr(0, 16));
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.h.connects, 0);
+  auto ps = t.take(Version::kV5);
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x95) << "Packet too large";
+  EXPECT_EQ(hits(*t.c, Limit::kMaxConnectSize), 1u);
+}
+
+TEST(ServerConnectionLimits, ConnectAboveMaxConnectSizeClosesWithoutConnackV311) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_connect_size = 1024;
+  t.start();
+  codec::Will w = test_will();
+  w.payload = std::string(4000, 'w');
+  t.feed(Harness::connect_packet(Version::kV311, "big", true, 60, w), Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_TRUE(t.take_raw().empty()) << "3.1.1 has no return code for it";
+  EXPECT_EQ(hits(*t.c, Limit::kMaxConnectSize), 1u);
+}
+
+TEST(ServerConnectionLimits, MaxConnectSizeAppliesBeforeConnackOnly) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_connect_size = 1024;
+  codec::Will w = test_will();
+  w.payload = std::string(900, 'w');
+  t.connect(Version::kV5, "fits", true, 60, w);
+  t.feed(publish("t", std::string(5000, 'x'), 0), Version::kV5);
+  EXPECT_FALSE(t.c->closed()) << "after CONNACK max_packet_size applies";
+  ASSERT_EQ(t.h.published.size(), 1u);
+  EXPECT_EQ(t.c->limit_hits(), nullptr) << "nothing counted, nothing allocated";
+}
+
+TEST(ServerConnectionLimits, ClientIdLongerThanMaxClientidLenGetsConnack0x85) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_client_id_length = 8;
+  t.start();
+  t.feed(Harness::connect_packet(Version::kV5, "123456789"), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take(Version::kV5);
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x85);
+  EXPECT_EQ(hits(*t.c, Limit::kMaxClientidLen), 1u);
+
+  Harness v3;
+  v3.limits.max_client_id_length = 8;
+  v3.start();
+  v3.feed(Harness::connect_packet(Version::kV311, "123456789"), Version::kV311);
+  auto ps3 = v3.take(Version::kV311);
+  ASSERT_EQ(ps3.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps3[0]).code, 0x02) << "identifier rejected";
+
+  Harness ok;
+  ok.limits.max_client_id_length = 8;
+  ok.connect(Version::kV311, "12345678");
+}
+
+TEST(ServerConnectionLimits, PublishTopicDeeperThanMaxTopicLevelsGetsDisconnect0x90V5) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_topic_levels = 8;
+  t.connect(Version::kV5);
+  t.feed(publish(deep_topic(8), "ok", 0), Version::kV5);
+  EXPECT_EQ(t.h.published.size(), 1u) << "exactly at the limit";
+  t.feed(publish(deep_topic(9), "no", 1, 5), Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.h.published.size(), 1u);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x90) << "Topic Name invalid";
+  EXPECT_EQ(hits(*t.c, Limit::kMaxTopicLevels), 1u);
+}
+
+TEST(ServerConnectionLimits, PublishTopicLongerThanMaxTopicLengthClosesV311) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_topic_length = 32;
+  t.connect(Version::kV311);
+  t.feed(publish(std::string(32, 'a'), "ok", 0), Version::kV311);
+  EXPECT_EQ(t.h.published.size(), 1u);
+  t.feed(publish(std::string(33, 'a'), "no", 0), Version::kV311);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kProtocolError);
+  EXPECT_TRUE(t.take().empty()) << "3.1.1: closed without a packet";
+  EXPECT_EQ(hits(*t.c, Limit::kMaxTopicLength), 1u);
+}
+
+TEST(ServerConnectionLimits, TopicSetThroughAnAliasMeetsTheLimitsToo) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_topic_levels = 4;
+  t.connect(Version::kV5);
+  codec::Publish p = publish(deep_topic(5), "x", 0);
+  p.props.topic_alias = 1;
+  t.feed(p, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(hits(*t.c, Limit::kMaxTopicLevels), 1u);
+}
+
+TEST(ServerConnectionLimits, SubscribeFilterBeyondLimitsFailsAloneWith0x8F) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_topic_levels = 4;
+  t.limits.max_topic_length = 40;
+  t.connect(Version::kV5);
+  codec::Subscribe s;
+  s.packet_id = 3;
+  s.topics = {{"a/b/c/d", 1}, {"a/b/c/d/e", 1}, {std::string(41, 'x'), 0},
+              {"$share/g/a/b/c/d", 1},  // levels of the shared filter's own filter
+              {"$share/g/a/b/c/d/#", 1}};
+  t.feed(s, Version::kV5);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).codes, (std::vector<std::uint8_t>{1, 0x8F, 0x8F, 1, 0x8F}));
+  EXPECT_EQ(hits(*t.c, Limit::kMaxTopicLevels), 2u);
+  EXPECT_EQ(hits(*t.c, Limit::kMaxTopicLength), 1u);
+  EXPECT_FALSE(t.c->closed());
+}
+
+TEST(ServerConnectionLimits, SubscribeFilterBeyondLimitsGets0x80V311) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_topic_levels = 2;
+  t.connect(Version::kV311);
+  codec::Subscribe s;
+  s.packet_id = 4;
+  s.topics = {{"a/+/c", 0}, {"a/#", 2}};
+  t.feed(s, Version::kV311);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::SubAck>(ps[0]).codes, (std::vector<std::uint8_t>{0x80, 2}));
+}
+
+TEST(ServerConnectionLimits, WillTopicBeyondLimitsGetsConnack0x90V5) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_topic_levels = 2;
+  t.start();
+  codec::Will w = test_will();
+  w.topic = "a/b/c";
+  t.feed(Harness::connect_packet(Version::kV5, "w", true, 60, w), Version::kV5);
+  auto ps = t.take(Version::kV5);
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x90);
+  EXPECT_EQ(t.h.connects, 0) << "the broker never sees it";
+  EXPECT_EQ(hits(*t.c, Limit::kMaxTopicLevels), 1u);
+}
+
+TEST(ServerConnectionLimits, MorePropertiesThanMaxPacketPropertiesIsQuotaExceeded) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_packet_properties = 16;
+  t.connect(Version::kV5);
+  codec::Publish ok = publish("t", "ok", 0);
+  ok.props = user_properties(16);
+  t.feed(ok, Version::kV5);
+  ASSERT_EQ(t.h.published.size(), 1u);
+  codec::Publish many = publish("t", "no", 0);
+  many.props = user_properties(17);
+  t.feed(many, Version::kV5);
+  EXPECT_TRUE(t.c->closed());
+  EXPECT_EQ(t.h.published.size(), 1u);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x97) << "an administrative limit: Quota exceeded";
+  EXPECT_EQ(hits(*t.c, Limit::kMaxPacketProperties), 1u);
+}
+
+TEST(ServerConnectionLimits, ConnectWithTooManyPropertiesGetsConnack0x97) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.max_packet_properties = 8;
+  t.start();
+  // The CONNECT's own properties and its will's count together: 5 + 5 > 8.
+  codec::Will w = test_will();
+  w.props = user_properties(5);
+  t.feed(Harness::connect_packet(Version::kV5, "p", true, 60, w, user_properties(5)), Version::kV5);
+  auto ps = t.take(Version::kV5);
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x97);
+  EXPECT_EQ(hits(*t.c, Limit::kMaxPacketProperties), 1u);
+}
+
+TEST(ServerConnectionLimits, DecoderStopsAtThePropertyBound) {
+  codec::Publish p = publish("t", "x", 0);
+  p.props = limits_test::user_properties(1000);
+  std::string bytes = Harness::encode(p, Version::kV5);
+  codec::FrameHeader h;
+  codec::DecodeError err;
+  ASSERT_EQ(codec::parse_frame(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), 0, h, err),
+            codec::FrameStatus::kComplete);
+  codec::Packet out;
+  auto e = codec::decode_packet(h, reinterpret_cast<const std::uint8_t*>(bytes.data()) + h.header_size,
+                                Version::kV5, out, 10);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e.reason, Reason::kQuotaExceeded);
+  EXPECT_EQ(std::get<codec::Publish>(out).props.user_properties.size(), 10u) << "no growth past the bound";
+  codec::Packet all;
+  EXPECT_FALSE(codec::decode_packet(h, reinterpret_cast<const std::uint8_t*>(bytes.data()) + h.header_size,
+                                    Version::kV5, all))
+      << "0 (the default) is no bound";
+}
+
+TEST(ServerConnectionLimits, MessagesRatePausesTheConnectionUntilTokensAreBack) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.messages_rate = {10, std::chrono::seconds(1)};  // 100 ms per message, 10 at once
+  t.connect(Version::kV311, "r", true, 10);
+  std::string burst;
+  for (int i = 0; i < 30; ++i) burst += Harness::encode(publish("t", "m", 0), Version::kV311);
+  t.feed(burst, 1000ms);
+  // The bucket held 10; the 11th was already read, so it is handled, and reading stops there.
+  EXPECT_EQ(t.h.published.size(), 11u);
+  EXPECT_TRUE(t.c->paused());
+  EXPECT_EQ(t.c->throttled_until(), t.t0 + 1000ms + 100ms + 50ms) << "one message late, plus 50 ms of slack";
+  EXPECT_EQ(hits(*t.c, Limit::kMessagesRate), 1u);
+  t.c->resume(t.t0 + 1100ms);
+  EXPECT_EQ(t.h.published.size(), 11u) << "too early: still held";
+  t.c->resume(t.t0 + 1150ms);
+  EXPECT_EQ(t.h.published.size(), 12u) << "one token back; the next message empties the bucket again";
+  // Held for longer than the keepalive allows: the silence is the broker's doing.
+  t.c->on_tick(t.t0 + 30s);
+  EXPECT_FALSE(t.c->closed());
+  // Resumed whenever it asks: one message per 100 ms from now on, the rate.
+  const TimePoint before = t.c->throttled_until();
+  while (t.h.published.size() < 30 && t.c->paused()) t.c->resume(t.c->throttled_until());
+  EXPECT_EQ(t.h.published.size(), 30u);
+  EXPECT_EQ(t.c->throttled_until() - before, 18 * 100ms);
+  t.c->resume(t.c->throttled_until());
+  EXPECT_FALSE(t.c->paused()) << "nothing left to hold";
+}
+
+TEST(ServerConnectionLimits, BytesRateCountsWholePublishPackets) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.bytes_rate = {1000, std::chrono::seconds(1)};
+  t.connect(Version::kV311);
+  const std::string one = Harness::encode(publish("t", std::string(394, 'x'), 0), Version::kV311);  // 400 bytes
+  ASSERT_EQ(one.size(), 400u);
+  t.feed(one + one + one + one, 1000ms);
+  EXPECT_EQ(t.h.published.size(), 3u) << "1000 bytes of tokens: the third is over and stops reading";
+  EXPECT_EQ(t.c->throttled_until(), t.t0 + 1000ms + 200ms + 50ms);
+  EXPECT_EQ(hits(*t.c, Limit::kBytesRate), 1u);
+  EXPECT_EQ(hits(*t.c, Limit::kMessagesRate), 0u);
+  t.c->resume(t.t0 + 1250ms);
+  EXPECT_EQ(t.h.published.size(), 4u);
+}
+
+TEST(ServerConnectionLimits, WithoutRateLimitsNothingIsHeld) {
+  Harness t;
+  t.connect(Version::kV311);
+  std::string burst;
+  for (int i = 0; i < 5000; ++i) burst += Harness::encode(publish("t", "m", 0), Version::kV311);
+  t.feed(burst);
+  EXPECT_EQ(t.h.published.size(), 5000u);
+  EXPECT_FALSE(t.c->paused());
+  EXPECT_EQ(t.c->limit_hits(), nullptr);
+}
+
+TEST(ServerConnectionLimits, ConnectTimeoutAndOversizedPacketsAreCounted) {
+  using namespace limits_test;
+  Harness t;
+  t.limits.connect_timeout = 1000ms;
+  t.start();
+  t.c->on_tick(t.t0 + 1500ms);
+  EXPECT_EQ(hits(*t.c, Limit::kConnectTimeout), 1u);
+
+  Harness big;
+  big.limits.max_packet_size = 100;
+  big.limits.message_size_limit = 10;
+  big.connect(Version::kV5);
+  big.feed(publish("t", std::string(11, 'x'), 1, 1), Version::kV5);
+  EXPECT_EQ(hits(*big.c, Limit::kMessageSizeLimit), 1u);
+  big.feed(publish("t", std::string(200, 'x'), 0), Version::kV5);
+  EXPECT_EQ(hits(*big.c, Limit::kMaxPacketSize), 1u);
+  EXPECT_EQ(hits(*big.c, Limit::kMaxConnectSize), 0u);
+}
+
+TEST(TokenBucket, HoldsOnePeriodAndRefillsAtTheRate) {
+  using Bucket = tern::TokenBucket<TimePoint>;
+  const tern::Rate r{4, std::chrono::seconds(1)};
+  const TimePoint t0 = TimePoint{} + 1000h;
+  Bucket b;
+  for (int i = 0; i < 4; ++i) EXPECT_LE(b.take(r, 1, t0), t0) << "a full bucket: " << i;
+  EXPECT_EQ(b.take(r, 1, t0), t0 + 250ms) << "the fifth waits one interval";
+  EXPECT_EQ(b.take(r, 1, t0 + 2s), t0 + 2s - 750ms) << "idle long enough: full again, never more";
+  Bucket huge;
+  const tern::Rate bytes{1, std::chrono::hours(24)};
+  EXPECT_GT(huge.take(bytes, 1u << 28, t0), t0 + 24h * 1000) << "no overflow for large costs";
+}

@@ -128,6 +128,7 @@ struct TlsClient {
   void use_psk(std::string identity, std::string key) {
     psk_identity = std::move(identity);
     psk_key = std::move(key);
+    SSL_CTX_set_cipher_list(ctx, "PSK");  // TLS 1.2: offer PSK suites only, as a PSK-only client does
     SSL_CTX_set_ex_data(ctx, 0, this);
     SSL_CTX_set_psk_client_callback(ctx, [](SSL* s, const char*, char* id, unsigned id_max, unsigned char* psk,
                                             unsigned psk_max) -> unsigned {
@@ -426,7 +427,8 @@ TEST(Tls, PskFile) {
   EXPECT_EQ(error(":01\n"), at + ":1: empty identity");
   EXPECT_EQ(error("id:\n"), at + ":1: empty key for identity 'id'");
   EXPECT_EQ(error("id:0x01\n"), at + ":1: the key for identity 'id' contains non-hexadecimal characters");
-  EXPECT_EQ(error("id:" + std::string(1026, 'a') + "\n"), at + ":1: the key for identity 'id' is longer than 512 bytes");
+  EXPECT_EQ(error("id:" + std::string(1026, 'a') + "\n"),
+            at + ":1: the key for identity 'id' is longer than 512 bytes");
   EXPECT_EQ(error("id:01\nid:02\n"), at + ":2: identity 'id' appears twice");
   EXPECT_EQ(error("id:" + std::string(1024, 'a') + "\n"), "");
   try {
