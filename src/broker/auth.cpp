@@ -45,7 +45,10 @@ Reason Auth::authenticate(int listener, std::string_view client_id, const std::o
   if (!username) return r.anonymous ? Reason::kSuccess : Reason::kNotAuthorized;
   // The TLS layer authenticated this name (certificate or PSK identity): no password is checked, as
   // in Mosquitto; the ACL still applies to it.
-  if (from_transport || r.passwords == nullptr) return Reason::kSuccess;
+  if (from_transport) return Reason::kSuccess;
+  // Without a password file a username proves nothing: such a client is treated as anonymous
+  // (Mosquitto 2.0.11 refuses it with allow_anonymous false too).
+  if (r.passwords == nullptr) return r.anonymous ? Reason::kSuccess : Reason::kNotAuthorized;
   if (!password) {
     // Known or not, the answer and the time taken are those of a wrong password.
     (void)r.passwords->check(*username, std::string_view{});

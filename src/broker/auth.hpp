@@ -39,7 +39,7 @@ class Auth {
   //   - no username: allowed only when anonymous access is (allow_anonymous, Mosquitto 2.0 defaults);
   //   - a username with a password file: the user must be in it with this password; a name the TLS
   //     layer authenticated (`from_transport`) is not checked against it;
-  //   - a username without a password file: allowed (no user database to check it against).
+  //   - a username without a password file: as a client without one (no user database to check it).
   // Returns kSuccess, kNotAuthorized or kBadUserNameOrPassword.
   Reason authenticate(int listener, std::string_view client_id, const std::optional<std::string>& username,
                       const std::optional<std::string>& password, bool from_transport) const;

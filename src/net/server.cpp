@@ -553,6 +553,9 @@ struct Server::Impl {
   broker::Broker& broker;
   // Before the I/O objects: connections (pending ones in io's queue too) refer to these until the end.
   std::vector<std::unique_ptr<TlsContext>> tls_contexts;  // one per TLS listener
+  std::vector<const config::Listener*> tls_listeners;     // the listener of each
+  // PSK keys of earlier reloads: a handshake that started before a reload may still look a key up.
+  std::vector<std::unordered_map<std::string, PskKeys>> old_psk_keys;
   std::unordered_map<std::string, PskKeys> psk_keys;      // by psk_file path
   asio::io_context io{1};
   asio::signal_set signals;
@@ -580,6 +583,7 @@ struct Server::Impl {
       }
       try {
         tls_contexts.push_back(std::make_unique<TlsContext>(l, psk));
+        tls_listeners.push_back(&l);
       } catch (const std::exception& e) {
         throw std::runtime_error(fmt::format("listener {}{}{}: {}", l.port, l.bind_address.empty() ? "" : " ",
                                              l.bind_address, e.what()));
@@ -859,7 +863,7 @@ struct Server::Impl {
     if (p->tls) {
       if (next == Next::kClose) p->tls->close();
       p->out += p->tls->output();
-      p->tls->output().clear();
+      std::string().swap(p->tls->output());  // the handshake's capacity does not move to the worker
     }
     if (p->out.empty()) {
       act(p, next);
@@ -939,13 +943,33 @@ struct Server::Impl {
   void reload() {
     log::write(log::kNotice, "Reloading config.");
     std::shared_ptr<const broker::Auth> auth;
+    std::unordered_map<std::string, PskKeys> psk;
+    std::vector<std::unique_ptr<TlsContext>> fresh;
     try {
       auth = broker::Auth::load(cfg);
+      for (const config::Listener* l : tls_listeners) {
+        const PskKeys* keys = nullptr;
+        if (!l->psk_hint.empty()) {
+          const std::string& path = cfg.psk_file_of(l);
+          auto it = psk.find(path);
+          if (it == psk.end()) it = psk.emplace(path, load_psk_file(path)).first;
+          keys = &it->second;
+        }
+        try {
+          fresh.push_back(std::make_unique<TlsContext>(*l, keys));
+        } catch (const std::exception& e) {
+          throw std::runtime_error(fmt::format("listener {}: {}", l->port, e.what()));
+        }
+      }
     } catch (const std::exception& e) {
       log::write(log::kError,
                  fmt::format("Error: reload failed: {}; the previous security files stay in force.", e.what()));
       return;
     }
+    // Certificates, keys, CAs, CRLs and PSK keys for new connections.
+    for (std::size_t i = 0; i < fresh.size(); ++i) tls_contexts[i]->replace_with(*fresh[i]);
+    old_psk_keys.push_back(std::move(psk_keys));
+    psk_keys = std::move(psk);
     broker.set_auth(auth);
     for (auto& w : workers) {
       asio::post(w->io, [worker = w.get(), auth] {

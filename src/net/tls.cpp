@@ -209,6 +209,12 @@ TlsContext::TlsContext(const config::Listener& l, const PskKeys* psk)
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
+void TlsContext::replace_with(TlsContext& fresh) {
+  std::swap(ctx_, fresh.ctx_);  // `fresh` now holds the old context and releases it when it goes
+  identity_ = fresh.identity_;
+  subject_ = fresh.subject_;
+}
+
 // ---- The filter ----------------------------------------------------------------------------------
 
 // Ciphertext goes through a BIO of this kind: reads take the bytes the network layer pushed, without

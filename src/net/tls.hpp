@@ -38,9 +38,12 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
-  ssl_ctx_st* native() const { return ctx_; }
   // use_identity_as_username / use_subject_as_username: the connection's username comes from TLS.
   bool identity_as_username() const { return identity_ || subject_; }
+  // SIGHUP: takes over the OpenSSL context of `fresh` (built from the files as they are now), for the
+  // connections accepted from now on; open connections keep the context they started with (OpenSSL
+  // counts its references). Acceptor thread only.
+  void replace_with(TlsContext& fresh);
 
  private:
   friend class TlsFilter;
@@ -52,8 +55,8 @@ class TlsContext {
 // One connection's TLS state. Owned by the connection; used by one thread at a time (the acceptor
 // during the handshake, then the connection's worker).
 //
-// Input: push() the ciphertext just read (not copied: OpenSSL pulls it straight from the caller's
-// buffer), then handshake() until it is done, then read() plaintext until it returns 0, which means
+// Input: push() the ciphertext just read (not copied first: OpenSSL's record layer reads it straight
+// from the caller's buffer), then handshake() until it is done, then read() plaintext until it returns 0, which means
 // every pushed byte was used (an unfinished record stays inside OpenSSL).
 // Output: handshake messages, alerts and encrypted data collect in output(); begin_send() moves them
 // to the buffer being written, which stays untouched (so an asynchronous write may point into it)

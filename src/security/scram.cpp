@@ -188,7 +188,8 @@ ScramCredentials scram_from_password(ScramHash h, std::string_view password, std
   std::string salted(scram_digest_size(h), '\0');
   if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
                         reinterpret_cast<const unsigned char*>(salt.data()), static_cast<int>(salt.size()), iterations,
-                        md_of(h), static_cast<int>(salted.size()), reinterpret_cast<unsigned char*>(salted.data())) != 1) {
+                        md_of(h), static_cast<int>(salted.size()),
+                        reinterpret_cast<unsigned char*>(salted.data())) != 1) {
     throw std::runtime_error("PBKDF2 failed");
   }
   ScramCredentials c = scram_from_salted_password(h, salted, salt, iterations);
@@ -378,7 +379,9 @@ ScramServer::Step ScramServer::client_final(std::string_view msg) {
     return fail("malformed or missing channel binding (c=)", "e=invalid-encoding");
   }
   // Without channel binding, c= carries the GS2 header itself ("biws" is "n,,").
-  if (binding != gs2_header_) return fail("channel binding differs from the GS2 header", "e=channel-bindings-dont-match");
+  if (binding != gs2_header_) {
+    return fail("channel binding differs from the GS2 header", "e=channel-bindings-dont-match");
+  }
   if (!attr(attrs[1], 'r', value) || value != nonce_) return fail("wrong nonce", "e=other-error");
   for (std::size_t i = 2; i < attrs.size(); ++i) {
     if (!extension(attrs[i])) return fail("malformed attribute before the proof", "e=invalid-encoding");

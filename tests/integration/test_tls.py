@@ -8,6 +8,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -564,6 +565,57 @@ def test_configuration_errors_stop_the_broker():
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_sighup_reloads_certificates():
+    """SIGHUP reads certfile/keyfile again: new connections get the new certificate, open ones stay."""
+    d = tempfile.mkdtemp(prefix="tern-tls-reload-")
+    os.chmod(d, 0o755)
+    b = None
+    try:
+        os.makedirs(os.path.join(d, "a"))
+        os.makedirs(os.path.join(d, "b"))
+        first = TestCerts(os.path.join(d, "a"), san="DNS:localhost,IP:127.0.0.1")
+        second = TestCerts(os.path.join(d, "b"), san="DNS:localhost,IP:127.0.0.1")
+        for sub in ("a", "b"):
+            os.chmod(os.path.join(d, sub), 0o755)
+        live_crt, live_key = os.path.join(d, "live.crt"), os.path.join(d, "live.key")
+        shutil.copy(first.server, live_crt)
+        shutil.copy(first.server_key, live_key)
+        os.chmod(live_crt, 0o644)
+        os.chmod(live_key, 0o644)
+        b = Broker(f"allow_anonymous true\nlistener 0 127.0.0.1\ncertfile {live_crt}\nkeyfile {live_key}\n")
+
+        def pub(ca, client_id):
+            return subprocess.run(["mosquitto_pub", "-h", "localhost", "-p", str(b.port), "--cafile", ca, "-t", "r",
+                                   "-m", "x", "-i", client_id], capture_output=True, text=True, timeout=15)
+
+        assert pub(first.ca, "before").returncode == 0
+        held = ssl.create_default_context(cafile=first.ca).wrap_socket(
+            socket.create_connection(("127.0.0.1", b.port), timeout=5), server_hostname="localhost")
+        held.sendall(connect("held", version=4))
+        assert held.recv(4) == connack()
+        shutil.copy(second.server, live_crt)
+        shutil.copy(second.server_key, live_key)
+        b.proc.send_signal(signal.SIGHUP)
+        b.wait_log(r"Reloading config\.")
+        time.sleep(0.3)
+        assert pub(second.ca, "after-new-ca").returncode == 0, "the new certificate is served"
+        assert pub(first.ca, "after-old-ca").returncode != 0, "the old one is not"
+        held.sendall(bytes([0xC0, 0]))  # PINGREQ on the connection opened before the reload
+        assert held.recv(2) == bytes([0xD0, 0])
+        held.close()
+        # A key that does not load keeps the certificates in force, with one log line.
+        with open(live_key, "w") as f:
+            f.write("not a key\n")
+        b.proc.send_signal(signal.SIGHUP)
+        b.wait_log(r"Error: reload failed: listener \d+: .*live\.key")
+        assert pub(second.ca, "after-bad-key").returncode == 0
+    finally:
+        if b:
+            b.stop()
+            shutil.rmtree(b.dir, ignore_errors=True)
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     passed = False
     try:
@@ -584,6 +636,7 @@ if __name__ == "__main__":
             test_tls_garbage_closes_that_connection_only,
             test_stalled_handshake_is_closed_after_connect_timeout,
             test_configuration_errors_stop_the_broker,
+            test_sighup_reloads_certificates,
         ])
     finally:
         if BROKER:

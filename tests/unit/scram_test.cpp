@@ -92,8 +92,10 @@ TEST(Scram, Sha512ExchangeComputedByPython) {
   // RFC 7677's messages with SHA-512; the client's proof and the expected signature come from
   // Python's hashlib.pbkdf2_hmac and hmac.
   ScramCredentials creds = scram_from_password(ScramHash::kSha512, "pencil", b64d("W22ZaJ0SNY7soEsUEjb6gQ=="), 4096);
-  EXPECT_EQ(creds.stored_key, b64d("6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmBqzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg=="));
-  EXPECT_EQ(creds.server_key, b64d("jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA=="));
+  EXPECT_EQ(creds.stored_key,
+            b64d("6AAub3065EYRmyFpM2RNwqK+eGnrkYuEWbXn19LsEmBqzu8QaCXNc1FwpnX9NhH2hK/60dzj9DoO5DvVkOHbvg=="));
+  EXPECT_EQ(creds.server_key,
+            b64d("jZHbYjC1aHh0/hKbxyBuGFjDrgjgKTT1esA7awWiKcRZ0o/0b1yWEebBeSVkkCFewf91nLDfKF24mvD5nmE6rA=="));
   EXPECT_EQ(run({ScramHash::kSha512, "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0", "n,,n=user,r=rOprNGfwEbeRWgbNEkqO",
                  "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
                  "p=gMGXRcevScNtxZ6/8lQYpGtnsNAc3mGcmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ=="},
@@ -116,7 +118,8 @@ TEST(Scram, Sha512FromAMosquittoPasswdEntryWithoutThePassword) {
   EXPECT_EQ(creds.server_key, from_pw.server_key);
   std::string first;
   EXPECT_EQ(run({ScramHash::kSha512, "0f1e-server", "n,,n=alice,r=7b2d0a9e-client",
-                 "c=biws,r=7b2d0a9e-client0f1e-server,p=LK9bfgyfVAFjDYGmTnB4acJFs510JjY/blCT/r5eNv/MreUd+WK4xXAzIfpNVNzGyz"
+                 "c=biws,r=7b2d0a9e-client0f1e-server,"
+                 "p=LK9bfgyfVAFjDYGmTnB4acJFs510JjY/blCT/r5eNv/MreUd+WK4xXAzIfpNVNzGyz"
                  "L/47806TWTPipZFaADNQ=="},
                 &creds, &first),
             "v=6VhgxKHvZmuYz7wnUsXbGs6hSNkpAdjRWEyddOz6AQT2Gfh7c8GGmf1WK61hoXL/O1qDfKtfGDXLWK7xITrQHQ==");
@@ -202,7 +205,9 @@ TEST(Scram, RightPasswordSucceedsWrongPasswordFailsWithInvalidProof) {
 TEST(Scram, ServerNoncesDiffer) {
   ScramCredentials c = creds_of(ScramHash::kSha256, "pw", 1);
   std::set<std::string> nonces;
-  for (int i = 0; i < 20; ++i) nonces.insert(field(login(ScramHash::kSha256, "n,,n=u,r=x", &c, "pw").server_first, 'r'));
+  for (int i = 0; i < 20; ++i) {
+    nonces.insert(field(login(ScramHash::kSha256, "n,,n=u,r=x", &c, "pw").server_first, 'r'));
+  }
   EXPECT_EQ(nonces.size(), 20u);
 }
 
@@ -248,8 +253,8 @@ TEST(Scram, SaslnameEscapesAndAuthzid) {
   ScramServer a(ScramHash::kSha256);
   ASSERT_EQ(a.client_first("n,a=bob,n=bob,r=xyz").status, Status::kContinue);
   auto first = a.challenge(&c, {});
-  EXPECT_EQ(a.client_final(client_final_for(ScramHash::kSha256, "pw", "n=bob,r=xyz", first.data, "bixhPWJvYiw=")).status,
-            Status::kSuccess);
+  const std::string final = client_final_for(ScramHash::kSha256, "pw", "n=bob,r=xyz", first.data, "bixhPWJvYiw=");
+  EXPECT_EQ(a.client_final(final).status, Status::kSuccess);
 }
 
 TEST(Scram, GsFlagYIsAcceptedPIsRefused) {
@@ -300,7 +305,8 @@ TEST(Scram, MalformedClientFirstMessagesFail) {
   ScramServer ext(ScramHash::kSha256);
   EXPECT_EQ(ext.client_first("n,,n=u,r=abc,x=optional").status, Status::kContinue) << "optional extensions are ignored";
   ScramServer utf8(ScramHash::kSha256);
-  ASSERT_EQ(utf8.client_first("n,,n=J\xC3\xBCrgen,r=abc").status, Status::kContinue) << "UTF-8 names, compared as bytes";
+  ASSERT_EQ(utf8.client_first("n,,n=J\xC3\xBCrgen,r=abc").status, Status::kContinue)
+      << "UTF-8 names, compared as bytes";
   EXPECT_EQ(utf8.user(), "J\xC3\xBCrgen");
 }
 
@@ -319,7 +325,9 @@ TEST(Scram, MalformedOrWrongClientFinalMessagesFail) {
   EXPECT_EQ(r.data, "e=invalid-encoding") << "no proof";
   r = attempt([](const std::string&, const std::string& nonce) { return "c=biws,r=" + nonce + "x,p=AAAA"; });
   EXPECT_EQ(r.data, "e=other-error") << "another nonce";
-  r = attempt([](const std::string& good, const std::string&) { return "c=bix3,r" + good.substr(good.find(",r=") + 2); });
+  r = attempt([](const std::string& good, const std::string&) {
+    return "c=bix3,r" + good.substr(good.find(",r=") + 2);
+  });
   EXPECT_EQ(r.data, "e=channel-bindings-dont-match");
   r = attempt([](const std::string& good, const std::string&) { return good.substr(0, good.size() - 4) + "AA=="; });
   EXPECT_EQ(r.data, "e=invalid-proof") << "one byte of the proof changed";
@@ -572,8 +580,9 @@ TEST(ScramBroker, Sha256FromTheScramFile) {
 
 TEST(ScramBroker, FailuresAreNotAuthorizedAndUnknownMethodsBadAuthenticationMethod) {
   Rig r;
-  r.cfg.password_file = r.write("passwd", "alice:" + tern::security::make_hash("secret1") + "\n" +
-                                              "carol:" + tern::security::make_hash("secret3", tern::security::PasswordEntry::kSha512) + "\n");
+  const std::string legacy = tern::security::make_hash("secret3", tern::security::PasswordEntry::kSha512);
+  r.cfg.password_file =
+      r.write("passwd", "alice:" + tern::security::make_hash("secret1") + "\n" + "carol:" + legacy + "\n");
   r.start();
   auto refused = [&](auto&& run) {
     Conn c(r);
@@ -636,6 +645,33 @@ TEST(ScramBroker, FailedReauthenticationDisconnects) {
     EXPECT_EQ(c.one<codec::Disconnect>().reason, 0x87) << "re-authentication as another user";
   }
   EXPECT_EQ(r.shard().scram_exchanges(), 0u);
+}
+
+TEST(ScramBroker, ScramFileIsGlobalOrPerListenerLikeThePasswordFile) {
+  Rig r;
+  const std::string creds =
+      tern::security::scram_encode(ScramHash::kSha256, creds_of(ScramHash::kSha256, "pw", 4096));
+  const std::string a = r.write("scram-a", "ann:" + creds + "\n");
+  const std::string b = r.write("scram-b", "ben:" + creds + "\n");
+  tern::config::Config global;
+  tern::config::load_string("listener 1883\nscram_file " + a + "\nlistener 1884\n", "t.conf", global);
+  EXPECT_EQ(global.scram_file_of(&global.listeners[1]), a);
+  const std::string text =
+      "per_listener_settings true\nlistener 1883\nscram_file " + a + "\nlistener 1884\nscram_file " + b + "\n";
+  tern::config::load_string(text, "t.conf", r.cfg);
+  ASSERT_EQ(r.cfg.listeners.size(), 2u);
+  EXPECT_EQ(r.cfg.scram_file, "");
+  EXPECT_EQ(r.cfg.scram_file_of(&r.cfg.listeners[0]), a);
+  EXPECT_EQ(r.cfg.scram_file_of(&r.cfg.listeners[1]), b);
+  r.start();
+  for (int listener : {0, 1}) {
+    for (const char* user : {"ann", "ben"}) {
+      Conn c(r);
+      c.c->listener = listener;
+      const bool mine = (listener == 0) == (std::string(user) == "ann");
+      EXPECT_EQ(connack_code(c.scram(ScramHash::kSha256, user, "pw")), mine ? 0 : 0x87) << listener << user;
+    }
+  }
 }
 
 }  // namespace
