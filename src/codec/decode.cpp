@@ -314,6 +314,26 @@ DecodeError decode_publish(std::uint8_t flags, const std::uint8_t* body, std::si
   return {};
 }
 
+// Whether `code` is one of the Reason Codes the specification lists for packet type t (5.0 Table 2-6
+// and sections 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1, 3.14.2.1, 3.15.2.1): any other value is a
+// Protocol Error [MQTT-3.4.2-1], [MQTT-3.5.2-1], [MQTT-3.6.2-1], [MQTT-3.7.2-1], [MQTT-3.14.2-1],
+// [MQTT-3.15.2-1].
+bool valid_reason(PacketType t, std::uint8_t code) {
+  switch (t) {
+    case PacketType::kPuback:
+    case PacketType::kPubrec:
+      return code == 0x00 || code == 0x10 || code == 0x80 || code == 0x83 || code == 0x87 || code == 0x90 ||
+             code == 0x91 || code == 0x97 || code == 0x99;
+    case PacketType::kPubrel:
+    case PacketType::kPubcomp: return code == 0x00 || code == 0x92;
+    case PacketType::kDisconnect:
+      return code == 0x00 || code == 0x04 || (code >= 0x80 && code <= 0x83) || code == 0x87 || code == 0x89 ||
+             code == 0x8B || (code >= 0x8D && code <= 0x90) || (code >= 0x93 && code <= 0xA2);
+    case PacketType::kAuth: return code == 0x00 || code == 0x18 || code == 0x19;
+    default: return true;
+  }
+}
+
 DecodeError decode_ack(PacketType t, const std::uint8_t* body, std::size_t n, bool v5, Ack& a, std::uint32_t& left) {
   a.type = t;
   Reader r(body, n);
@@ -324,6 +344,7 @@ DecodeError decode_ack(PacketType t, const std::uint8_t* body, std::size_t n, bo
     return {};
   }
   if (r.left() >= 1) r.u8(a.reason);
+  if (!valid_reason(t, a.reason)) return protocol_error("reason code not allowed in this packet");
   if (r.left() >= 1) {
     if (auto e = read_properties(r, bit(t), a.props, left)) return e;
   }
@@ -494,12 +515,14 @@ DecodeError decode_packet(const FrameHeader& h, const std::uint8_t* body, Versio
       return n == 0 ? DecodeError{} : malformed("PINGRESP with a body");
     case PacketType::kDisconnect: {
       auto& d = out.emplace<Disconnect>();
-      return decode_reason_props(t, body, n, v5, d.reason, d.props, left);
+      if (auto e = decode_reason_props(t, body, n, v5, d.reason, d.props, left)) return e;
+      return valid_reason(t, d.reason) ? DecodeError{} : protocol_error("not a DISCONNECT reason code");
     }
     case PacketType::kAuth: {
       if (!v5) return malformed("AUTH before MQTT 5");
       auto& a = out.emplace<Auth>();
-      return decode_reason_props(t, body, n, v5, a.reason, a.props, left);
+      if (auto e = decode_reason_props(t, body, n, v5, a.reason, a.props, left)) return e;
+      return valid_reason(t, a.reason) ? DecodeError{} : protocol_error("not an AUTH reason code");
     }
   }
   return malformed("unknown packet type");

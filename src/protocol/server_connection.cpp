@@ -102,7 +102,6 @@ void ServerConnection::resume(TimePoint now) {
 
 void ServerConnection::on_bytes(const std::uint8_t* data, std::size_t n, TimePoint now) {
   if (state_ == State::kClosed) return;
-  if (n > 0) last_rx_ = now;
   if (partial_.empty()) {
     std::size_t used = process(data, n, now);
     if (used < n && state_ != State::kClosed) partial_.assign(reinterpret_cast<const char*>(data + used), n - used);
@@ -169,6 +168,9 @@ std::size_t ServerConnection::process(const std::uint8_t* data, std::size_t n, T
       return n;
     }
     off += h.total();
+    // Keep alive counts whole packets [MQTT-3.1.2-24]: the bytes of one that never completes (a
+    // client trickling a packet) do not keep the connection open.
+    last_rx_ = now;
     handle(p, h);
     // One test of two words, false unless a rate limit is configured.
     if ((limits_.messages_rate.amount | limits_.bytes_rate.amount) != 0) [[unlikely]] {
@@ -564,6 +566,11 @@ void ServerConnection::handle_connect(codec::Connect& c) {
     }
   }
   request_response_info_ = v5 && c.props.request_response_info.value_or(0) == 1;
+  if (v5 && c.props.auth_data && !c.props.auth_method) {
+    // Section 3.1.2.11.10: Authentication Data without an Authentication Method is a Protocol Error.
+    refuse(Reason::kProtocolError);
+    return;
+  }
   if (v5 && c.props.auth_method) {
     // Enhanced authentication (section 4.12): the handler runs the method; CONNECT waits for it.
     auth_method_ = *c.props.auth_method;
@@ -810,6 +817,11 @@ void ServerConnection::handle_publish(codec::Publish& p) {
       protocol_violation(Reason::kReceiveMaximumExceeded, "receive maximum exceeded");  // [MQTT-3.3.4-9]
       return;
     }
+  } else if (p.qos == 1 && v5 && session_->inbound_qos2.count(p.packet_id)) [[unlikely]] {
+    // The id of a QoS 2 message still waiting for its PUBREL: 5.0 says 0x91 Packet Identifier in use,
+    // and the message is not forwarded (section 2.2.1: an id is free only once its flow completed).
+    send_ack(PacketType::kPuback, p.packet_id, to_byte(Reason::kPacketIdentifierInUse));
+    return;
   }
   MessagePtr msg = Message::make(p.topic, p.payload, p.qos, p.retain, client_id_, last_rx_, v5 ? &p.props : nullptr);
   if (Reason auth = handler_.authorize_publish(*this, *msg); to_byte(auth) >= 0x80) {
@@ -1042,7 +1054,9 @@ void ServerConnection::handle_disconnect(const codec::Disconnect& d) {
       }
       session_expiry_ = *d.props.session_expiry;
     }
-    if (d.reason != to_byte(Reason::kDisconnectWithWill)) will_.reset();
+    // Only a normal disconnection (0x00) deletes the will [MQTT-3.1.2-8]; 0x04 asks for it, and so
+    // does any error the client reports (0x80 and above).
+    if (d.reason == to_byte(Reason::kSuccess)) will_.reset();
   } else {
     will_.reset();  // [MQTT-3.14.4-3] discard the will on DISCONNECT
   }

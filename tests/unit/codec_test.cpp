@@ -827,7 +827,9 @@ TEST(Codec, EncodeDecodeEveryPacketTypeEveryVersion) {
     }
     for (PacketType t : {PacketType::kPuback, PacketType::kPubrec, PacketType::kPubrel,
                          PacketType::kPubcomp}) {
-      Ack a = make_ack(t, 1000, v5 ? 0x80 : 0);
+      // A failure code each type allows: 0x80 for PUBACK/PUBREC, 0x92 for PUBREL/PUBCOMP.
+      const bool rel = t == PacketType::kPubrel || t == PacketType::kPubcomp;
+      Ack a = make_ack(t, 1000, v5 ? (rel ? 0x92 : 0x80) : 0);
       if (v5) a.props.reason_string = "nope";
       ExpectEncodeDecode(a, v);
     }
@@ -1510,4 +1512,29 @@ TEST(Codec, PropertyBlockRoundTrip) {
   tern::codec::encode_properties(p, bare);
   EXPECT_TRUE(tern::codec::decode_publish_properties(reinterpret_cast<const std::uint8_t*>(bare.data()), bare.size(), back))
       << "a block without its length is not a block";
+}
+
+TEST(Codec, ReasonCodesOutsideEachPacketsListAreProtocolErrors) {
+  // [MQTT-3.4.2-1], [MQTT-3.6.2-1], [MQTT-3.14.2-1], [MQTT-3.15.2-1]: only the listed values.
+  struct Case {
+    const char* hex;
+    bool ok;
+  };
+  for (const Case& c : {Case{"40 03 0001 10", true}, Case{"40 03 0001 92", false}, Case{"50 03 0001 91", true},
+                        Case{"62 03 0001 92", true}, Case{"62 03 0001 05", false}, Case{"70 03 0001 80", false},
+                        Case{"e0 01 04", true}, Case{"e0 01 03", false}, Case{"e0 01 a2", true}, Case{"e0 01 a3", false},
+                        Case{"f0 02 19 00", true}, Case{"f0 02 10 00", false}}) {
+    SCOPED_TRACE(c.hex);
+    const std::string raw = bytes(c.hex);
+    const auto* data = reinterpret_cast<const std::uint8_t*>(raw.data());
+    FrameHeader h;
+    DecodeError err;
+    ASSERT_EQ(parse_frame(data, raw.size(), 0, h, err), FrameStatus::kComplete);
+    Packet p;
+    DecodeError e = decode_packet(h, data + h.header_size, Version::kV5, p);
+    EXPECT_EQ(!e, c.ok);
+    if (!c.ok) {
+      EXPECT_EQ(e.reason, tern::Reason::kProtocolError);
+    }
+  }
 }

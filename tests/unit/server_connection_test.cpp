@@ -2367,3 +2367,78 @@ TEST(TokenBucket, HoldsOnePeriodAndRefillsAtTheRate) {
   const tern::Rate bytes{1, std::chrono::hours(24)};
   EXPECT_GT(huge.take(bytes, 1u << 28, t0), t0 + 24h * 1000) << "no overflow for large costs";
 }
+
+// ---------------------------------------------------------------------------------------------------
+// Found by the bad-input table (tests/integration/test_bad_input.py)
+
+TEST(ServerConnection, MQTT_3_1_2_24_BytesOfAnUnfinishedPacketDoNotResetKeepalive) {
+  Harness t;
+  t.connect(Version::kV311, "k", true, /*keepalive=*/10);
+  // A PUBLISH trickled a byte at a time never completes: only whole packets count.
+  std::string pub = Harness::encode(publish("slow/t", std::string(100, 'x'), 0), Version::kV311);
+  for (int i = 0; i < 20; ++i) t.feed(pub.substr(static_cast<std::size_t>(i), 1), std::chrono::seconds(i));
+  t.c->on_tick(t.t0 + 16s);
+  EXPECT_TRUE(t.c->closed()) << "1.6 x keepalive after the last whole packet";
+  EXPECT_EQ(t.c->close_cause(), CloseCause::kKeepaliveTimeout);
+}
+
+TEST(ServerConnection, MQTT_3_1_2_8_V5DisconnectWithAnErrorKeepsTheWill) {
+  for (std::uint8_t reason : {0x80, 0x81, 0x83, 0x97}) {
+    Harness t;
+    t.connect(Version::kV5, "w", true, 60, test_will());
+    t.feed(codec::Disconnect{reason, {}}, Version::kV5);
+    EXPECT_TRUE(t.c->closed());
+    EXPECT_TRUE(t.h.will_at_close) << "only 0x00 deletes the will; reason " << int(reason);
+  }
+}
+
+TEST(ServerConnection, MQTT_3_14_2_1_V5DisconnectWithAnInvalidReasonIsAProtocolError) {
+  Harness t;
+  t.connect(Version::kV5, "w", true, 60, test_will());
+  t.feed(std::string("\xE0\x01\x03", 3));
+  ASSERT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+  EXPECT_TRUE(t.h.will_at_close) << "not a normal disconnection: the will goes out";
+}
+
+TEST(ServerConnection, MQTT_3_6_2_1_V5PubrelWithAnInvalidReasonIsAProtocolError) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(publish("a", "x", 2, 9), Version::kV5);
+  t.take();
+  t.feed(std::string("\x62\x03\x00\x09\x05", 5));
+  ASSERT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+  EXPECT_TRUE(t.h.published.empty()) << "the held message is not released by a bad PUBREL";
+}
+
+TEST(ServerConnection, V5AuthenticationDataWithoutMethodIsRefused) {
+  Harness t;
+  t.start();
+  codec::Properties props;
+  props.auth_data = "x";
+  t.feed(Harness::connect_packet(Version::kV5, "a", true, 60, std::nullopt, props), Version::kV5);
+  ASSERT_TRUE(t.c->closed());
+  auto ps = t.take(Version::kV5);
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Connack>(ps[0]).code, 0x82);  // section 3.1.2.11.10
+}
+
+TEST(ServerConnection, V5Qos1WithTheIdOfAnUnreleasedQos2GetsPacketIdentifierInUse) {
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(publish("a", "two", 2, 8), Version::kV5);
+  t.take();
+  t.feed(publish("a", "one", 1, 8), Version::kV5);
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Ack>(ps[0]).reason, 0x91);
+  EXPECT_TRUE(t.h.published.empty()) << "not forwarded";
+  t.feed(ack(codec::PacketType::kPubrel, 8), Version::kV5);
+  ASSERT_EQ(t.h.published.size(), 1u);
+  EXPECT_EQ(t.h.published[0]->payload, "two");
+}
