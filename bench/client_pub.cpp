@@ -2,7 +2,7 @@
 // of a file (like `mosquitto_pub -l`), keeping at most `max_queued_messages` messages pending, and
 // exits once all are sent (QoS 0) or acknowledged (QoS 1/2). Prints the largest pending count and
 // pending bytes seen, to check them against the configured bounds.
-//   bench_client_pub HOST PORT TOPIC QOS MAX_INFLIGHT FILE
+//   bench_client_pub HOST PORT TOPIC QOS MAX_INFLIGHT FILE [CAFILE]   (CAFILE: over TLS, for bench/security.py)
 #include <tern/client.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -12,8 +12,8 @@
 #include <string>
 
 int main(int argc, char** argv) {
-  if (argc != 7) {
-    std::fprintf(stderr, "usage: %s HOST PORT TOPIC QOS MAX_INFLIGHT FILE\n", argv[0]);
+  if (argc != 7 && argc != 8) {
+    std::fprintf(stderr, "usage: %s HOST PORT TOPIC QOS MAX_INFLIGHT FILE [CAFILE]\n", argv[0]);
     return 2;
   }
   tern::ClientOptions opts;
@@ -24,6 +24,10 @@ int main(int argc, char** argv) {
   opts.max_inflight = static_cast<std::uint16_t>(std::atoi(argv[5]));
   opts.auto_reconnect = false;
   opts.nodelay = true;
+  if (argc == 8) {
+    opts.tls.enabled = true;
+    opts.tls.cafile = argv[7];
+  }
   std::ifstream in(argv[6]);
   if (!in) {
     std::fprintf(stderr, "cannot open %s\n", argv[6]);

@@ -1,42 +1,80 @@
 #!/usr/bin/env bash
-# Fuzz smoke: builds the libFuzzer targets (fuzz preset, tests/fuzz/) and runs each for SECONDS
-# (default 15) on a temporary copy of its seed corpus, so the tree is not modified. Exits non-zero
-# if any target crashes (sanitizer report, failed check, leak, timeout or out of memory); the inputs
-# that did are kept under build/fuzz/findings/. Usage: scripts/fuzz.sh [SECONDS]
+# Fuzzing (docs/testing.md): builds the libFuzzer targets (fuzz preset, tests/fuzz/) and runs each
+# for SECONDS (default 30) on a temporary copy of its seed corpus tests/fuzz/corpus/TARGET/, so the
+# tree is not modified. Exits non-zero if any target crashes (sanitizer report, failed check, leak,
+# timeout or out of memory) and prints the path of each crashing input, kept with the log under
+# build/fuzz/findings/.
+#   scripts/fuzz.sh                       every target, 30 s each
+#   scripts/fuzz.sh 3600 fuzz_acl         one target for an hour (several targets may be named)
+#   scripts/fuzz.sh --list                the targets
+# FUZZ_KEEP_CORPUS=DIR keeps each target's grown corpus in DIR/TARGET (to minimise into the seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs="${1:-15}"
-targets=(fuzz_decode fuzz_topic fuzz_config fuzz_server_connection fuzz_websocket fuzz_store_records)
+all=(fuzz_decode fuzz_topic fuzz_config fuzz_server_connection fuzz_websocket fuzz_store_records
+     fuzz_password_file fuzz_acl fuzz_scram)
+if [ "${1:-}" = "--list" ]; then
+  printf '%s\n' "${all[@]}"
+  exit 0
+fi
+secs="${1:-30}"
+case "$secs" in
+  ''|*[!0-9]*) echo "usage: scripts/fuzz.sh [SECONDS] [TARGET...] | --list" >&2; exit 2 ;;
+esac
+shift || true
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then targets=("${all[@]}"); fi
+for t in "${targets[@]}"; do
+  if [[ ! " ${all[*]} " =~ " $t " ]]; then
+    echo "fuzz: unknown target '$t' (scripts/fuzz.sh --list)" >&2
+    exit 2
+  fi
+done
+
 scripts/install-deps.sh --fuzz
-cmake --preset fuzz >/dev/null
+findings="$PWD/build/fuzz/findings"
+mkdir -p build/fuzz
 # Only the fuzz targets: the broker and unit tests are not needed here.
-cmake --build --preset fuzz --target tern_fuzz >/dev/null
+if ! { cmake --preset fuzz && cmake --build --preset fuzz --target tern_fuzz; } >build/fuzz/fuzz-build.log 2>&1; then
+  tail -50 build/fuzz/fuzz-build.log
+  echo "fuzz: build failed (build/fuzz/fuzz-build.log)"
+  exit 1
+fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-findings=build/fuzz/findings
 rm -rf "$findings"
 failed=()
 for t in "${targets[@]}"; do
   cp -r "tests/fuzz/corpus/$t" "$work/$t"
   mkdir -p "$work/$t.artifacts"
   status=ok
+  start=$(date +%s)
   build/fuzz/tests/fuzz/"$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 -artifact_prefix="$work/$t.artifacts/" "$work/$t" >"$work/$t.log" 2>&1 || status=FAILED
   execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$work/$t.log")
   corpus=$(find "$work/$t" -type f | wc -l)
-  echo "$t: $status, ${execs:-?} executions in ${secs} s, corpus $corpus inputs"
+  echo "$t: $status, ${execs:-?} executions in $(($(date +%s) - start)) s, corpus $(find "tests/fuzz/corpus/$t" -type f | wc -l) -> $corpus inputs"
+  if [ -n "${FUZZ_KEEP_CORPUS:-}" ]; then
+    mkdir -p "$FUZZ_KEEP_CORPUS/$t"
+    cp "$work/$t"/* "$FUZZ_KEEP_CORPUS/$t/"
+  fi
   if [ "$status" != ok ]; then
     failed+=("$t")
     mkdir -p "$findings"
-    for f in "$work/$t.artifacts/"*; do
-      if [ -e "$f" ]; then cp "$f" "$findings/$t-$(basename "$f")"; fi
-    done
     cp "$work/$t.log" "$findings/$t.log"
-    grep -E -B2 -A40 '^==[0-9]+==ERROR|runtime error|ERROR: libFuzzer' "$work/$t.log" | head -60 || true
+    grep -E -B2 -A40 '^==[0-9]+==ERROR|runtime error|check failed|ERROR: libFuzzer' "$work/$t.log" | head -60 || true
+    found=0
+    for f in "$work/$t.artifacts/"*; do
+      if [ -e "$f" ]; then
+        cp "$f" "$findings/$t-$(basename "$f")"
+        echo "$t: crashing input $findings/$t-$(basename "$f") (replay: build/fuzz/tests/fuzz/$t FILE)"
+        found=1
+      fi
+    done
+    if [ $found -eq 0 ]; then echo "$t: no input saved; log $findings/$t.log"; fi
   fi
 done
 if [ ${#failed[@]} -gt 0 ]; then
-  echo "fuzz: ${failed[*]} crashed; reproducers and logs in $findings/ (run the target with the file as its argument)"
+  echo "fuzz: ${failed[*]} crashed; reproducers and logs in $findings/"
   exit 1
 fi
-echo "fuzz: ${#targets[@]} targets, no crash"
+echo "fuzz: ${#targets[@]} targets, ${secs} s each, no crash"

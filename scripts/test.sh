@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: install what is missing, build (dev preset: warnings are errors), run unit,
 # conformance and integration tests with ctest; then the router and the cross-worker hand-off under
-# ThreadSanitizer.
+# ThreadSanitizer; the unit, conformance, bad-input and crash tests under AddressSanitizer and
+# UndefinedBehaviorSanitizer; and every fuzz target for 30 s (docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -16,5 +17,8 @@ TERN_BIN=build/tsan/tern tests/integration/test_sys.py
 TERN_BIN=build/tsan/tern tests/conformance/test_publish.py
 TERN_BIN=build/tsan/tern tests/integration/test_persistence.py  # the store's threads and the workers
 
-echo "=== fuzz smoke: decoder, topics, config, server state machine (10 s each)"
-scripts/fuzz.sh 10
+echo "=== AddressSanitizer + UndefinedBehaviorSanitizer: unit, conformance, bad input, crash"
+scripts/asan-ubsan.sh
+
+echo "=== fuzz: every target 30 s from its corpus"
+scripts/fuzz.sh 30

@@ -1,6 +1,11 @@
 #!/usr/bin/env python3
 """Writes the seed corpora under tests/fuzz/corpus/<target>/ (small hand-built MQTT packets, topic
-pairs and configuration files). Run again after changing it: python3 tests/fuzz/make_corpus.py"""
+pairs, configuration, password, ACL and scram files, SCRAM exchanges). Run again after changing it:
+python3 tests/fuzz/make_corpus.py. The store's seeds come from its own encoders instead:
+build/fuzz/tests/fuzz/make_store_corpus tests/fuzz/corpus/fuzz_store_records"""
+import base64
+import hashlib
+import hmac
 import pathlib
 import shutil
 import struct
@@ -76,6 +81,10 @@ V5_PUBLISH_PROPS = props(b"\x01\x01", b"\x02" + struct.pack(">I", 60), b"\x03" +
 
 decode = {
     "connect_v31": connect(3, "c31", tail=b""),
+    # MQTT 3.1: will, user name and password, then a session's packets.
+    "session_v31": connect(3, "c31-full", flags=0xEE, will=s("w/t") + s(b"bye"), tail=s("u") + s(b"p"))
+    + subscribe(1, [("a/#", 1)]) + publish("a/b", b"x", qos=1, pid=2) + ack("puback", 2)
+    + unsubscribe(3, ["a/#"]) + PINGREQ + DISCONNECT,
     "connect_v311": connect(4, "client-1", flags=0xC2, tail=s("user") + s(b"secret")),
     "connect_v311_will": connect(4, "c2", flags=0x2E, will=s("will/t") + s(b"gone")),
     "connect_v5": connect(5, "client-5", flags=0xC6 | 0x08, prop=V5_CONNECT_PROPS, will=V5_WILL,
@@ -185,45 +194,101 @@ websocket = {
 }
 
 
-# fuzz_store_records: byte 0 picks the decoder (0 message, 1 session, 2 queue entry, 3 inbound id,
-# 4 retained, 5 format version), byte 1 is the key's length, then the key, then the value (the
-# encodings of src/store/records.cpp, version 1).
-def s32(b):
-    b = b.encode() if isinstance(b, str) else b
-    return struct.pack(">I", len(b)) + b
+# fuzz_password_file: the file, then optionally NUL, a user name, NUL and a password to check.
+# MOSQUITTO_PASSWD was written by Debian's mosquitto_passwd 2.0.11 (-c -b; carol with -H sha512):
+# alice "correct horse", bob "secret", carol "pa:ss word", "dave smith" "x".
+MOSQUITTO_PASSWD = (
+    b"alice:$7$101$dQ/meqmPGaam8Hwp$HAgwR8mrM8S0r4FhJ4iF2+WGS5LOizFnLZkiCY1nb62DaOuXfWU1GPCsZvFH8mbjx/WRXZhoLBW"
+    b"iuuRl3QEh8Q==\n"
+    b"bob:$7$101$kyrSwBBq+AuZMW4j$O3hUebgDtkZQ4bbo/gjd39TXbQLznOW256LRcSyTRfRVUVjngrqVvMqQ7goxw4oMilXtIOnHPSMo2j/"
+    b"CKbCKyQ==\n"
+    b"carol:$6$xDouvOP7Fw1i3/VH$JDnByf5y5KU2ZVRfzuRxme3YPNJcwG4dkK/ezFfJTVfSHbMXodVLwyXG81zkzqJtMiWUWTXMHLEmDA1ly"
+    b"G71fA==\n"
+    b"dave smith:$7$101$ugo4W0daYB66v2ds$KK6/HJf0J6IEm7qnkY958dJa+2iN8Lo+w+G0dj/NSBDtuSiDlOJStqMNZQzlFYM75B4L8CiQLSI"
+    b"1J7fDmsatxg==\n")
 
 
-def store_input(kind, key, value):
-    return bytes([kind, len(key)]) + key + value
+def scram_sha256_line(user, password, salt_b64, iterations=4096):
+    """A scram_file line (RFC 5803 form) computed with hashlib."""
+    salt = base64.b64decode(salt_b64)
+    salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+    stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
+    server = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b)  # noqa: E731
+    return (user + b":SCRAM-SHA-256$" + str(iterations).encode() + b":" + b64(salt) + b"$" + b64(stored) + b":"
+            + b64(server) + b"\n")
 
 
-def store_message(topic, payload, qos=1, retain=False, expiry=None, origin="pub", prop=b"\x00"):
-    flags = qos | (4 if retain else 0) | (8 if expiry is not None else 0)
-    return (bytes([1, flags]) + (struct.pack(">Q", expiry) if expiry is not None else b"") + s(topic) + s(origin)
-            + prop + s32(payload))
+passwords = {
+    "mosquitto_passwd": MOSQUITTO_PASSWD,
+    "check_pbkdf2": MOSQUITTO_PASSWD + b"\x00bob\x00secret",
+    "check_sha512": MOSQUITTO_PASSWD + b"\x00carol\x00pa:ss word",
+    "check_unknown": MOSQUITTO_PASSWD + b"\x00nobody\x00x",
+    "comments_crlf": b"# users\r\n\r\n  # indented comment\r\n  bob : " + MOSQUITTO_PASSWD.split(b"\n")[1][4:] + b"\r\n",
+    "scram_file": scram_sha256_line(b"user", b"pencil", "W22ZaJ0SNY7soEsUEjb6gQ==")
+    + scram_sha256_line(b"x=y", b"z", "QSXCR+Q6sek8bf92", 1) + b"\x00user\x00",
+    "bad_argon2": b"eve:$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaA\n",
+    "bad_plain": b"frank:password\n",
+    "bad_twice": MOSQUITTO_PASSWD + MOSQUITTO_PASSWD.split(b"\n")[0] + b"\n",
+}
+
+# fuzz_acl: the file, then optionally NUL, a flags byte (1: the client has a user name), and
+# NUL-separated client id, user name, topic names and filters.
+MOSQUITTO_ACL = b"""# anonymous clients
+topic read $SYS/#
+topic public/#
+
+user alice
+topic readwrite alice/#
+topic deny alice/secret
+topic read sensors/+/temp
+
+user dave smith
+topic write a topic with spaces
+
+# every client
+pattern read dev/%c/#
+pattern write dev/%u/cmd
+pattern deny dev/%c/secret
+"""
 
 
-STORE_PROPS = props(b"\x01\x01", b"\x02" + struct.pack(">I", 60), b"\x03" + s("text/plain"),
-                    b"\x08" + s("reply/to"), b"\x09" + s(b"\x00\x01"), b"\x26" + s("k") + s("v"))
-STORE_SESSION = (bytes([1, 5]) + struct.pack(">I", 3600) + bytes([3]) + struct.pack(">Q", 1700000000000)
-                 + struct.pack(">I", 3) + s("a/+/c") + bytes([0x05]) + struct.pack(">I", 0)
-                 + s("$share/g/x/#") + bytes([0x2A]) + struct.pack(">I", 268435455)
-                 + s("#") + bytes([0x10]) + struct.pack(">I", 7)
-                 + bytes([0x05]) + s("will/t") + s32(b"gone") + STORE_PROPS + struct.pack(">I", 30))
-store = {
-    "message": store_input(0, b"M" + struct.pack(">Q", 1), store_message("a/b", b"hello")),
-    "message_props": store_input(0, b"M" + struct.pack(">Q", 2**63),
-                                 store_message("caf\u00e9/x", b"\x00\xff", 2, True, 1700000000123, prop=STORE_PROPS)),
-    "session": store_input(1, b"S" + b"client-1", STORE_SESSION),
-    "session_minimal": store_input(1, b"Sm", bytes([1, 4]) + struct.pack(">I", 0) + b"\x00" + struct.pack(">I", 0)),
-    "queue_queued": store_input(2, b"Q" + s("c1") + struct.pack(">Q", 1),
-                                bytes([1]) + struct.pack(">Q", 1) + b"\x01" + struct.pack(">HI", 0, 0)),
-    "queue_released": store_input(2, b"Q" + s("c1") + struct.pack(">Q", 256),
-                                  bytes([1]) + struct.pack(">Q", 9) + bytes([0x2E]) + struct.pack(">HI", 7, 2)
-                                  + struct.pack(">II", 1, 268435455)),
-    "inbound": store_input(3, b"I" + s("c1") + struct.pack(">H", 7), bytes([1]) + struct.pack(">Q", 0)),
-    "retained": store_input(4, b"Rr/x", store_message("r/x", b"kept", retain=True)),
-    "format": store_input(5, b"\x00format", b"tern-store" + struct.pack(">I", 1)),
+def acl_query(has_user, client_id, username, *items):
+    return b"\x00" + bytes([1 if has_user else 0]) + b"\x00".join([client_id, username, *items])
+
+
+acl = {
+    "mosquitto_acl": MOSQUITTO_ACL,
+    "alice": MOSQUITTO_ACL + acl_query(True, b"dev1", b"alice", b"alice/x", b"alice/secret", b"alice/#",
+                                       b"dev/dev1/a", b"sensors/+/temp", b"$share/g/alice/#", b"dev/alice/cmd"),
+    "anonymous": MOSQUITTO_ACL + acl_query(False, b"c1", b"", b"public/a", b"$SYS/broker/uptime", b"#", b"+/+",
+                                           b"dev/c1/secret", b"dev/c1/#"),
+    "client_id_slash": MOSQUITTO_ACL + acl_query(True, b"a/b", b"x/y", b"dev/a/b/secret", b"dev/a/b/c", b"dev/a/#"),
+    "client_id_hash": MOSQUITTO_ACL + acl_query(True, b"#", b"+", b"dev/#", b"dev/+/cmd", b"dev/x/secret"),
+    "spaces": MOSQUITTO_ACL + acl_query(True, b"d", b"dave smith", b"a topic with spaces", b"a topic/+"),
+    "deny_all": b"topic deny #\ntopic read +/#\npattern readwrite %u/%c\n" + acl_query(True, b"c", b"u", b"u/c", b"+/c"),
+    "bad_access": b"topic foo bar baz\n",
+    "bad_pattern": b"pattern read a/%cx/b\n",
+    "bad_statement": b"user alice\nsubscribe a/b\n",
+}
+
+# fuzz_scram: byte 0 is the hash (0 SHA-1, 1 SHA-256, 2 SHA-512) plus 4 for an unknown user; then the
+# client-first-message, NUL, the client-final-message. RFC 5802 section 5 and RFC 7677 section 3.
+RFC7677_FIRST = b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO"
+RFC7677_FINAL = (b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                 b"p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+scram = {
+    "rfc7677_sha256": b"\x01" + RFC7677_FIRST + b"\x00" + RFC7677_FINAL,
+    "rfc5802_sha1": b"\x00n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL\x00"
+    b"c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=",
+    "sha512": b"\x02" + RFC7677_FIRST + b"\x00c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+    b"p=gMGXRcevScNtxZ6/8lQYpGtnsNAc3mGcmNomv+xnoOMw+3R2xNJdMNnzMlTN8PPC6wdp6dybEmDYXYTxwnYPJQ==",
+    "unknown_user": b"\x05" + RFC7677_FIRST + b"\x00" + RFC7677_FINAL,
+    "authzid": b"\x01n,a=user,n=user,r=abc\x00c=" + base64.b64encode(b"n,a=user,")
+    + b",r=abc%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA",
+    "saslname_extensions": b"\x01y,,n=us=2Cer=3D,r=abc,x=1\x00c=eSws,r=abc%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,y=2,p=AAAA",
+    "channel_binding": b"\x01p=tls-unique,,n=user,r=abc",
+    "mandatory_extension": b"\x01n,,m=ext,n=user,r=abc",
 }
 
 
@@ -241,4 +306,6 @@ write("fuzz_server_connection", server)
 write("fuzz_topic", topic)
 write("fuzz_config", config)
 write("fuzz_websocket", websocket)
-write("fuzz_store_records", store)
+write("fuzz_password_file", passwords)
+write("fuzz_acl", acl)
+write("fuzz_scram", scram)
