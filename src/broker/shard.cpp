@@ -106,7 +106,7 @@ void Shard::on_connect(ServerConnection& c, codec::Connect& connect) {
   if (rules.acl) {
     if (!s->acl) s->acl = std::make_unique<Session::AclState>();
     s->acl->auth = auth;
-    s->acl->view = std::move(view);
+    s->acl->set_view(std::move(view));
   } else {
     s->acl.reset();
   }
@@ -177,7 +177,7 @@ Reason Shard::authorize_publish(ServerConnection& c, const protocol::Message& m)
     return Reason::kNotAuthorized;
   }
   auto* s = static_cast<Session*>(c.user);
-  if (s && s->acl && !s->acl->view.allowed(m.topic, security::Access::kWrite)) {
+  if (s && s->acl && !s->acl->allowed(m.topic, security::Access::kWrite)) {
     // Mosquitto's log line; once per connection, so a client that keeps trying cannot flood the log.
     if (!s->acl_denial_logged) {
       s->acl_denial_logged = true;
@@ -558,8 +558,8 @@ std::size_t Shard::apply_auth(const std::shared_ptr<const Auth>& auth) {
     if (rules.acl) {
       if (!s.acl) s.acl = std::make_unique<Session::AclState>();
       s.acl->auth = auth;
-      s.acl->view = rules.acl->view(id, user);
-      if (s.conn && s.conn->will() && !s.acl->view.allowed(s.conn->will()->topic, security::Access::kWrite)) {
+      s.acl->set_view(rules.acl->view(id, user));
+      if (s.conn && s.conn->will() && !s.acl->allowed(s.conn->will()->topic, security::Access::kWrite)) {
         log(1, fmt::format("Will of client {} on '{}' is no longer allowed by the ACL; dropped.", id, s.conn->will()->topic));
         s.conn->clear_will();
       }

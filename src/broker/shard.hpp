@@ -52,6 +52,23 @@ struct Session {
   struct AclState {
     std::shared_ptr<const Auth> auth;
     security::Acl::ClientView view;
+    // The last answer for each access: a publisher mostly repeats its topic, and so do the messages
+    // a subscriber gets, so most checks are one string comparison instead of a walk of the rules.
+    std::string last_topic[2];
+    bool last_answer[2] = {false, false};
+    bool last_known[2] = {false, false};
+    bool allowed(std::string_view topic, security::Access a) {
+      const int i = a == security::Access::kRead ? 0 : 1;
+      if (last_known[i] && last_topic[i] == topic) return last_answer[i];
+      last_answer[i] = view.allowed(topic, a);
+      last_topic[i].assign(topic);
+      last_known[i] = true;
+      return last_answer[i];
+    }
+    void set_view(security::Acl::ClientView v) {
+      view = std::move(v);
+      last_known[0] = last_known[1] = false;
+    }
   };
   std::unique_ptr<AclState> acl;
   // The credentials of the last connection, for the check after a reload (the password only while
@@ -66,7 +83,7 @@ struct Session {
   // False for a session restored from the store until its client connects: its username is not
   // known, so no ACL view can be built; its queue is checked when the client comes back.
   bool credentials_known = false;
-  bool may_read(std::string_view topic) const { return !acl || acl->view.allowed(topic, security::Access::kRead); }
+  bool may_read(std::string_view topic) { return !acl || acl->allowed(topic, security::Access::kRead); }
   bool acl_denial_logged = false;  // a PUBLISH denied by the ACL was logged (once per connection)
 };
 

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <stdexcept>
 
 namespace tern::net {
@@ -113,7 +114,9 @@ PskKeys load_psk_file(const std::string& path) {
 TlsContext::TlsContext(const config::Listener& l, const PskKeys* psk)
     : identity_(l.use_identity_as_username), subject_(l.use_subject_as_username && !l.use_identity_as_username) {
   ERR_clear_error();
-  ctx_ = SSL_CTX_new(TLS_server_method());
+  // Owned here until the end: when a check below throws, the destructor does not run.
+  std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> owner(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  ctx_ = owner.get();
   if (ctx_ == nullptr) fail("cannot create a TLS context: " + openssl_errors());
   // tls_version is the minimum, as in Mosquitto 2.0. TLS 1.1 (RFC 8996) is never offered, and
   // OpenSSL 3 refuses it at its default security level anyway.
@@ -205,6 +208,7 @@ TlsContext::TlsContext(const config::Listener& l, const PskKeys* psk)
     }
   }
   ERR_clear_error();
+  (void)owner.release();  // the destructor frees ctx_ from now on
 }
 
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
