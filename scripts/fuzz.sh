@@ -7,7 +7,8 @@
 #   scripts/fuzz.sh                       every target, 30 s each
 #   scripts/fuzz.sh 3600 fuzz_acl         one target for an hour (several targets may be named)
 #   scripts/fuzz.sh --list                the targets
-# FUZZ_KEEP_CORPUS=DIR keeps each target's grown corpus in DIR/TARGET (to minimise into the seeds).
+# FUZZ_JOBS=N runs N targets at a time (default: the number of cores); FUZZ_KEEP_CORPUS=DIR keeps
+# each target's grown corpus in DIR/TARGET (to minimise into the seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all=(fuzz_decode fuzz_topic fuzz_config fuzz_server_connection fuzz_websocket fuzz_store_records
@@ -42,17 +43,38 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 rm -rf "$findings"
-failed=()
-for t in "${targets[@]}"; do
+
+# One target: fuzz from a copy of the seeds, then record the outcome in $work/$t.status.
+run_target() {
+  local t="$1" status=ok start
   cp -r "tests/fuzz/corpus/$t" "$work/$t"
   mkdir -p "$work/$t.artifacts"
-  status=ok
   start=$(date +%s)
   build/fuzz/tests/fuzz/"$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 -artifact_prefix="$work/$t.artifacts/" "$work/$t" >"$work/$t.log" 2>&1 || status=FAILED
+  echo "$status $(($(date +%s) - start))" >"$work/$t.status"
+}
+
+# Targets run side by side, FUZZ_JOBS at a time (default: one per core); each still gets SECONDS.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+  run_target "$t" &
+  running=$((running + 1))
+done
+wait
+
+failed=()
+for t in "${targets[@]}"; do
+  read -r status took <"$work/$t.status" || { status=FAILED; took="?"; }
   execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$work/$t.log")
   corpus=$(find "$work/$t" -type f | wc -l)
-  echo "$t: $status, ${execs:-?} executions in $(($(date +%s) - start)) s, corpus $(find "tests/fuzz/corpus/$t" -type f | wc -l) -> $corpus inputs"
+  seeds=$(find "tests/fuzz/corpus/$t" -type f | wc -l)
+  echo "$t: $status, ${execs:-?} executions in $took s, corpus $seeds -> $corpus inputs"
   if [ -n "${FUZZ_KEEP_CORPUS:-}" ]; then
     mkdir -p "$FUZZ_KEEP_CORPUS/$t"
     cp "$work/$t"/* "$FUZZ_KEEP_CORPUS/$t/"
@@ -77,4 +99,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: ${failed[*]} crashed; reproducers and logs in $findings/"
   exit 1
 fi
-echo "fuzz: ${#targets[@]} targets, ${secs} s each, no crash"
+echo "fuzz: ${#targets[@]} targets, ${secs} s each ($jobs at a time), no crash"

@@ -237,7 +237,9 @@ void ServerConnection::decode_failed(const codec::DecodeError& e, std::uint8_t f
   }
   log(1, fmt::format("Client {} sent a bad {}: {} ({}).", who, codec::packet_name(type), e.what,
                      reason_name(e.reason)));
-  protocol_violation(e.reason, e.what);
+  // [MQTT-3.1.0-2] a second CONNECT is a Protocol Error; the decoder's 0x84 (unsupported protocol
+  // level) is a CONNACK reason code, not one of DISCONNECT's.
+  protocol_violation(e.reason == Reason::kUnsupportedProtocolVersion ? Reason::kProtocolError : e.reason, e.what);
 }
 
 void ServerConnection::protocol_violation(Reason reason, const char* what) {

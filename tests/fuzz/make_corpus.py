@@ -124,6 +124,9 @@ server = {
     "v31_connect": bytes([0x00]) + connect(3, "c31") + publish("a", b"b") + DISCONNECT,
     "keepalive_timeout": bytes([0xE3]) + connect(4, "k", keepalive=2) + PINGREQ,
     "bad_protocol": bytes([0x00]) + packet(0x10, s("HTTP") + b"\x04\x02\x00\x3c" + s("x")),
+    # A second CONNECT with an unsupported level: DISCONNECT 0x82, never CONNACK's 0x84 (a finding).
+    "v5_second_connect_bad_level": bytes([0x02]) + connect(5, "a")
+    + packet(0x10, s("MQTT") + b"\x00\x02\x00\x3c" + s("x")),
 }
 
 topic = {
@@ -165,6 +168,8 @@ persistence false
     "defaults.conf": b"port 1883\r\nlog_dest file /tmp/tern.log\r\nautosave_interval 60\r\n",
     "refused.conf": b"listener 1883\npassword_file /etc/mosquitto/passwd\n",
     "bad_value.conf": b"max_keepalive 70000\n",
+    # Refused by finalize(), which checks what needs the whole file (a finding of the harness).
+    "keyfile_only.conf": b"listener 8883\nkeyfile /etc/tern/server.key\n",
 }
 
 
@@ -224,7 +229,8 @@ passwords = {
     "check_pbkdf2": MOSQUITTO_PASSWD + b"\x00bob\x00secret",
     "check_sha512": MOSQUITTO_PASSWD + b"\x00carol\x00pa:ss word",
     "check_unknown": MOSQUITTO_PASSWD + b"\x00nobody\x00x",
-    "comments_crlf": b"# users\r\n\r\n  # indented comment\r\n  bob : " + MOSQUITTO_PASSWD.split(b"\n")[1][4:] + b"\r\n",
+    "comments_crlf": b"# users\r\n\r\n  # indented comment\r\n  bob : " + MOSQUITTO_PASSWD.split(b"\n")[1][4:]
+    + b"\r\n",
     "scram_file": scram_sha256_line(b"user", b"pencil", "W22ZaJ0SNY7soEsUEjb6gQ==")
     + scram_sha256_line(b"x=y", b"z", "QSXCR+Q6sek8bf92", 1) + b"\x00user\x00",
     "bad_argon2": b"eve:$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaA\n",
@@ -266,7 +272,8 @@ acl = {
     "client_id_slash": MOSQUITTO_ACL + acl_query(True, b"a/b", b"x/y", b"dev/a/b/secret", b"dev/a/b/c", b"dev/a/#"),
     "client_id_hash": MOSQUITTO_ACL + acl_query(True, b"#", b"+", b"dev/#", b"dev/+/cmd", b"dev/x/secret"),
     "spaces": MOSQUITTO_ACL + acl_query(True, b"d", b"dave smith", b"a topic with spaces", b"a topic/+"),
-    "deny_all": b"topic deny #\ntopic read +/#\npattern readwrite %u/%c\n" + acl_query(True, b"c", b"u", b"u/c", b"+/c"),
+    "deny_all": b"topic deny #\ntopic read +/#\npattern readwrite %u/%c\n"
+    + acl_query(True, b"c", b"u", b"u/c", b"+/c"),
     "bad_access": b"topic foo bar baz\n",
     "bad_pattern": b"pattern read a/%cx/b\n",
     "bad_statement": b"user alice\nsubscribe a/b\n",

@@ -289,6 +289,18 @@ TEST(ServerConnection, MalformedSecondConnectKeepsTheVersion) {
   EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x81);
 }
 
+TEST(ServerConnection, SecondConnectWithUnsupportedLevelIsAProtocolError) {
+  // [MQTT-3.1.0-2] a second CONNECT is a Protocol Error whatever its content: the decoder's 0x84
+  // (Unsupported Protocol Version) is a CONNACK reason code and must not reach a DISCONNECT.
+  Harness t;
+  t.connect(Version::kV5);
+  t.feed(std::string("\x10\x0d\x00\x04MQTT\x00\x02\x00\x3c\x00\x00\x01x", 15));
+  EXPECT_TRUE(t.c->closed());
+  auto ps = t.take();
+  ASSERT_EQ(ps.size(), 1u);
+  EXPECT_EQ(as<codec::Disconnect>(ps[0]).reason, 0x82);
+}
+
 TEST(ServerConnection, MQTT_3_1_2_1_UnknownProtocolNameClosesWithoutConnack) {
   Harness t;
   t.start();
