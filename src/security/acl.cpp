@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/topic.hpp"
+#include "security/read_file.hpp"
 
 namespace tern::security {
 
@@ -316,12 +317,9 @@ Acl Acl::parse(std::string_view text, const std::string& name) {
 }
 
 Acl Acl::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw AclError(path + ": cannot open ACL file: " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw AclError(path + ": cannot read ACL file");
-  return parse(text.str(), path);
+  std::string text;
+  if (std::string why = read_file(path, "ACL file", text); !why.empty()) throw AclError(why);
+  return parse(text, path);
 }
 
 const Acl::Section* Acl::section_of(const std::string* username) const {

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <utility>
 
+#include "security/read_file.hpp"
+
 namespace tern::security {
 
 namespace {
@@ -231,12 +233,9 @@ PasswordFile PasswordFile::parse(std::string_view text, const std::string& name)
 }
 
 PasswordFile PasswordFile::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw PasswordError(path + ": cannot open password file: " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw PasswordError(path + ": cannot read password file");
-  return parse(text.str(), path);
+  std::string text;
+  if (std::string why = read_file(path, "password file", text); !why.empty()) throw PasswordError(why);
+  return parse(text, path);
 }
 
 const PasswordEntry* PasswordFile::find(std::string_view user) const {

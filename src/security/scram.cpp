@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/utf8.hpp"
+#include "security/read_file.hpp"
 
 namespace tern::security {
 
@@ -287,12 +288,9 @@ ScramFile ScramFile::parse(std::string_view text, const std::string& name) {
 }
 
 ScramFile ScramFile::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw PasswordError(path + ": cannot open scram_file: " + std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw PasswordError(path + ": cannot read scram_file");
-  return parse(text.str(), path);
+  std::string text;
+  if (std::string why = read_file(path, "scram_file", text); !why.empty()) throw PasswordError(why);
+  return parse(text, path);
 }
 
 const ScramCredentials* ScramFile::find(std::string_view user) const {

@@ -305,44 +305,6 @@ def test_symbolic_link_is_followed():
         assert [line.split(":")[0] for line in lines(target)] == ["a", "b"]
 
 
-class Mosquitto:
-    """Debian's /usr/sbin/mosquitto on a free loopback port with exactly `config`; stopped by its PID."""
-
-    def __init__(self, d, config):
-        self.conf = os.path.join(d, "mosquitto.conf")
-        self.log_path = os.path.join(d, "mosquitto.log")
-        for _ in range(5):
-            self.port = free_port()
-            with open(self.conf, "w") as f:
-                f.write(f"listener {self.port} 127.0.0.1\n{config}")
-            self.logf = open(self.log_path, "w")
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=self.logf, stderr=subprocess.STDOUT)
-            if self._ready():
-                return
-            self.stop()
-        raise RuntimeError("mosquitto did not start:\n" + open(self.log_path).read())
-
-    def _ready(self):
-        deadline = time.time() + 10
-        while time.time() < deadline and self.proc.poll() is None:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return True
-            except OSError:
-                time.sleep(0.05)
-        return False
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-
-
 def mosquitto_pub(port, user, password):
     r = subprocess.run(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", user, "-P", password, "-t", "t",
                         "-m", "x", "-q", "1"], capture_output=True, text=True, timeout=20)
@@ -366,9 +328,9 @@ def test_mosquitto_broker_accepts_the_file():
             f.write("# comment\n\n" + text)  # Tern's comments are Mosquitto's too
         assert passwd("-b", pw, "bob", "hunter2")[0] == 0
         os.chmod(pw, 0o644)
-        m = Mosquitto(d, f"allow_anonymous false\npassword_file {pw}\n")
+        m = MosquittoBroker(f"allow_anonymous false\npassword_file {pw}\n")
         try:
-            log = lambda: open(m.log_path, errors="replace").read()  # noqa: E731
+            log = m.log
             assert mosquitto_pub(m.port, "alice", "s3cret") == 0, log()
             assert mosquitto_pub(m.port, "alice", "wrong") != 0, log()
             assert mosquitto_pub(m.port, "bob", "hunter2") == 0, log()
@@ -379,6 +341,7 @@ def test_mosquitto_broker_accepts_the_file():
             assert "Error" not in log() and "Warning" not in log(), log()
         finally:
             m.stop()
+            shutil.rmtree(m.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
