@@ -2,8 +2,8 @@
 # Installs what Tern needs to build and test, from Debian 12's packages. Safe to run again.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build ccache pkg-config libboost-dev libfmt-dev libjemalloc-dev libssl-dev openssl librocksdb-dev libgtest-dev
-      googletest python3 python3-paho-mqtt mosquitto-clients)
-if [ "${1:-}" = "--bench" ]; then pkgs+=(mosquitto); fi
+      googletest python3 python3-paho-mqtt mosquitto-clients
+      mosquitto)  # mosquitto_passwd for the security tests, and the comparison broker (its service kept from starting)
 # MQTT.js (npm) drives the WebSocket tests; a machine without npm gets Debian's Node.js and npm.
 if ! command -v npm >/dev/null 2>&1; then pkgs+=(nodejs npm); fi
 # libFuzzer (scripts/fuzz.sh): Debian ships it in libclang-rt-14-dev, only recommended by clang.
