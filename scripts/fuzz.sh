@@ -8,7 +8,7 @@
 #   scripts/fuzz.sh 3600 fuzz_acl         one target for an hour (several targets may be named)
 #   scripts/fuzz.sh --list                the targets
 # FUZZ_JOBS=N runs N targets at a time (default: the number of cores); FUZZ_KEEP_CORPUS=DIR keeps
-# each target's grown corpus in DIR/TARGET (to minimise into the seeds).
+# each target's grown corpus in DIR/TARGET and its log in DIR/TARGET.log (to minimise into the seeds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 all=(fuzz_decode fuzz_topic fuzz_config fuzz_server_connection fuzz_websocket fuzz_store_records
@@ -74,10 +74,15 @@ for t in "${targets[@]}"; do
   execs=$(awk '/stat::number_of_executed_units/ {print $2}' "$work/$t.log")
   corpus=$(find "$work/$t" -type f | wc -l)
   seeds=$(find "tests/fuzz/corpus/$t" -type f | wc -l)
-  echo "$t: $status, ${execs:-?} executions in $took s, corpus $seeds -> $corpus inputs"
+  rate="?"
+  if [[ "$took" =~ ^[1-9][0-9]*$ && "${execs:-}" =~ ^[0-9]+$ ]]; then rate=$((execs / took)); fi
+  # libFuzzer's last status line: cov = covered edges, ft = features (edges, counters, comparisons).
+  cov=$(grep -E '^#[0-9]+' "$work/$t.log" | tail -1 | sed -nE 's/.*cov: ([0-9]+) ft: ([0-9]+).*/cov \1, ft \2/p')
+  echo "$t: $status, ${execs:-?} executions in $took s (${rate}/s), ${cov:-cov ?}, corpus $seeds -> $corpus inputs"
   if [ -n "${FUZZ_KEEP_CORPUS:-}" ]; then
     mkdir -p "$FUZZ_KEEP_CORPUS/$t"
     cp "$work/$t"/* "$FUZZ_KEEP_CORPUS/$t/"
+    cp "$work/$t.log" "$FUZZ_KEEP_CORPUS/$t.log"
   fi
   if [ "$status" != ok ]; then
     failed+=("$t")

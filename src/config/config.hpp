@@ -21,7 +21,7 @@ struct Listener {
   std::string protocol = "mqtt";  // or "websockets"
   std::string http_dir;  // websockets listeners: plain HTTP GETs are served from here; empty = none
   std::string socket_domain;  // "", "ipv4", "ipv6"
-  std::size_t max_connections = 0;  // 0 = limit from the open-file limit
+  std::size_t max_connections = 0;  // connections on this listener; 0 = the open-file limit minus 64
   std::optional<Rate> max_conn_rate;  // connections accepted per period; unset: Config::max_conn_rate
   // Authentication and access control of this listener, used when per_listener_settings is true.
   std::optional<bool> allow_anonymous;

@@ -173,6 +173,8 @@ struct Worker final : broker::WorkerIo {
     s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
     if (ec) {
       ::close(fd);
+      live.fetch_sub(1, std::memory_order_relaxed);
+      if (listener_live && listener >= 0) listener_live[listener].fetch_sub(1, std::memory_order_relaxed);
       return;
     }
     s.non_blocking(true, ec);
@@ -468,6 +470,7 @@ struct Worker final : broker::WorkerIo {
     c.sock.close(ec);
     c.proto.transport = nullptr;
     live.fetch_sub(1, std::memory_order_relaxed);
+    if (listener_live && c.proto.listener >= 0) listener_live[c.proto.listener].fetch_sub(1, std::memory_order_relaxed);
     count(c);
     conns.erase(&c);  // may destroy c
   }
@@ -506,6 +509,9 @@ struct Worker final : broker::WorkerIo {
   std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;
   std::vector<Conn*> dirty;
   std::atomic<long> live{0};
+  // Connections each listener has handed to the workers (max_connections is per listener), indexed
+  // like the configuration's listeners; shared by all workers and the acceptor.
+  std::atomic<long>* listener_live = nullptr;
   Clock::time_point last_sys_sample{};
 };
 
@@ -561,7 +567,10 @@ struct Server::Impl {
   asio::signal_set signals;
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<std::unique_ptr<Worker>> workers;
-  std::size_t max_connections = 0;
+  // max_connections of each listener (its setting, else the open-file limit minus a reserve), and
+  // the connections each has open (handed to a worker).
+  std::vector<std::size_t> max_connections;
+  std::unique_ptr<std::atomic<long>[]> listener_live;
   unsigned next_worker = 0;
   bool accept_starved = false;  // accept(2) is failing for lack of descriptors (logged once per episode)
   struct ConnRate {
@@ -696,12 +705,6 @@ struct Server::Impl {
            ec == boost::system::errc::no_buffer_space || ec == boost::system::errc::not_enough_memory;
   }
 
-  long live_connections() const {
-    long n = 0;
-    for (auto& w : workers) n += w->live.load(std::memory_order_relaxed);
-    return n;
-  }
-
   void on_accept(tcp::socket s, std::uint16_t port, const config::Listener& l, const TlsContext* tls) {
     boost::system::error_code ec;
     // $SYS load/sockets: every accepted socket, as Mosquitto counts them. The acceptor thread is this
@@ -709,13 +712,15 @@ struct Server::Impl {
     broker::Stats::add(broker.stats(0).sockets_accepted, 1);
     auto ep = s.remote_endpoint(ec);
     if (ec) return;
-    if (max_connections != 0 && static_cast<std::size_t>(live_connections()) >= max_connections) {
+    const std::size_t li = static_cast<std::size_t>(&l - cfg.listeners.data());
+    // Per listener, as Mosquitto's max_connections.
+    if (static_cast<std::size_t>(listener_live[li].load(std::memory_order_relaxed)) >= max_connections[li]) {
       count_acceptor_limit(broker, protocol::Limit::kMaxConnections);
       log::write(log::kNotice, fmt::format("Client connection from {} denied: max_connections exceeded.", ep.address().to_string()));
       return;
     }
     auto p = std::make_shared<Pending>(io, std::move(s));
-    p->listener = static_cast<int>(&l - cfg.listeners.data());
+    p->listener = static_cast<int>(li);
     p->peer = peer_string(ep);
     p->v6 = ep.address().is_v6();
     if (l.protocol == "websockets") {
@@ -987,6 +992,7 @@ struct Server::Impl {
     if (ec) return;
     Worker* worker = workers[w].get();
     worker->live.fetch_add(1, std::memory_order_relaxed);
+    if (p->listener >= 0) listener_live[p->listener].fetch_add(1, std::memory_order_relaxed);
     asio::post(worker->io, [worker, fd, v6 = p->v6, peer = std::move(p->peer), buf = std::move(p->buf),
                             ws = std::move(p->ws), tls = std::move(p->tls),
                             identity = std::move(p->identity), listener = p->listener]() mutable {
@@ -1005,15 +1011,16 @@ Server::~Server() = default;
 void Server::bind() {
   for (const auto& l : impl_->cfg.listeners) impl_->open(l);
   if (impl_->acceptors.empty()) throw std::runtime_error("no listener could be opened");
-  std::size_t limit = 0;
-  for (const auto& l : impl_->cfg.listeners) limit = std::max(limit, l.max_connections);
-  if (limit == 0) {
-    // Default: the open-file limit minus a reserve for listeners, logs and the store.
-    rlimit rl{};
-    getrlimit(RLIMIT_NOFILE, &rl);
-    limit = rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 16;
+  // Default: the open-file limit minus a reserve for listeners, logs and the store.
+  rlimit rl{};
+  getrlimit(RLIMIT_NOFILE, &rl);
+  const std::size_t by_files = rl.rlim_cur > 64 ? static_cast<std::size_t>(rl.rlim_cur - 64) : 16;
+  const std::size_t n = impl_->cfg.listeners.size();
+  impl_->listener_live = std::make_unique<std::atomic<long>[]>(n);
+  for (const auto& l : impl_->cfg.listeners) {
+    impl_->max_connections.push_back(l.max_connections != 0 ? l.max_connections : by_files);
   }
-  impl_->max_connections = limit;
+  for (auto& w : impl_->workers) w->listener_live = impl_->listener_live.get();
 }
 
 int Server::run() {

@@ -21,6 +21,10 @@ enum class Limit : std::uint8_t {
   kMaxConnections,       // a connection closed at once: max_connections are open
   kMaxConnRate,          // accepting paused by a listener's max_conn_rate
   kOpenFiles,            // accepting paused: no file descriptor left (EMFILE, ENFILE, ENOBUFS, ENOMEM)
+  kMaxInflightMessages,  // a QoS 1/2 delivery that waited in the queue: the in-flight window was full
+  kMaxQueuedMessages,    // a message dropped: the session's queue held max_queued_messages
+  kMaxQueuedBytes,       // a message dropped: the offline queue would pass max_queued_bytes
+  kSlowSubscriberTimeout,  // a subscriber disconnected after slow_subscriber_timeout without reading
   kCount,
 };
 
@@ -32,7 +36,8 @@ constexpr const char* limit_name(Limit l) {
   constexpr const char* kNames[kLimitCount] = {
       "max_connect_size", "max_clientid_len", "max_topic_levels", "max_topic_length", "max_packet_properties",
       "max_subscriptions", "messages_rate", "bytes_rate", "max_packet_size", "message_size_limit",
-      "connect_timeout", "max_connections", "max_conn_rate", "open_files"};
+      "connect_timeout", "max_connections", "max_conn_rate", "open_files", "max_inflight_messages",
+      "max_queued_messages", "max_queued_bytes", "slow_subscriber_timeout"};
   return kNames[static_cast<std::size_t>(l)];
 }
 

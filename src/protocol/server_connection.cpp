@@ -314,6 +314,7 @@ void ServerConnection::on_tick(TimePoint now) {
   if (session_ && session_->congested.load(std::memory_order_relaxed)) {
     if (congested_since_ == TimePoint{}) congested_since_ = now;
     if (limits_.slow_subscriber_timeout.count() != 0 && now - congested_since_ >= limits_.slow_subscriber_timeout) {
+      count_limit(Limit::kSlowSubscriberTimeout);
       log(2, fmt::format("Client {} has not read its messages for {} s (slow_subscriber_timeout), disconnecting.",
                          client_id_, limits_.slow_subscriber_timeout.count()));
       disconnect(Reason::kQuotaExceeded, CloseCause::kSlowConsumer);
@@ -1090,9 +1091,12 @@ void ServerConnection::deliver(Delivery&& d) {
   std::size_t high = congestion_high_water();
   if (session_->queue.size() >= high * 100) {
     ++dropped_queue_;
+    count_limit(Limit::kMaxQueuedMessages);
     if (d.seq) handler_.on_stored_flight(*this, d, 0, ConnectionHandler::Flight::kDone);
     return;
   }
+  // The in-flight window is full (or older messages wait): counted, as the limit that held it back.
+  if (session_->inflight.size() >= window()) count_limit(Limit::kMaxInflightMessages);
   session_->queued_bytes += d.msg->payload.size();
   session_->queue.push_back(std::move(d));
   session_->update_congestion(high);

@@ -16,7 +16,8 @@ import conflib  # noqa: E402
 
 LIMITS = ["max_connect_size", "max_clientid_len", "max_topic_levels", "max_topic_length", "max_packet_properties",
           "max_subscriptions", "messages_rate", "bytes_rate", "max_packet_size", "message_size_limit",
-          "connect_timeout", "max_connections", "max_conn_rate", "open_files"]
+          "connect_timeout", "max_connections", "max_conn_rate", "open_files", "max_inflight_messages",
+          "max_queued_messages", "max_queued_bytes", "slow_subscriber_timeout"]
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -353,6 +354,185 @@ def test_out_of_file_descriptors_does_not_spin_the_acceptor():
         counters(b.port, {"open_files": 1})
 
 
+def test_max_packet_size_closes_with_0x95():
+    with Broker("sys_interval 1\nmax_packet_size 1000\n", verbose=False) as b:
+        c = Client(b.port)
+        p = c.connect("mps5", version=5)
+        assert p[0] == 0x20 and p[3] == 0, p.hex()
+        # [MQTT-3.2.2-15]: the CONNACK announces the limit; a larger packet is a protocol error.
+        c.send(publish("mps/t", b"x" * 1500, qos=1, packet_id=1, version=5))
+        expect_disconnect5(c, 0x95)
+        c3 = Client(b.port)
+        assert c3.connect("mps3") == connack()
+        c3.send(publish("mps/t", b"x" * 1500, qos=1, packet_id=1))
+        assert c3.expect_closed() == [], "3.1.1 has no reason code: closed"
+        # Just below it is delivered.
+        ok = Client(b.port)
+        assert ok.connect("mps-ok") == connack()
+        ok.send(subscribe(1, [("mps/t", 0)]))
+        ok.recv()
+        ok.send(publish("mps/t", b"y" * 900))
+        assert conflib.parse_publish(ok.recv())["payload"] == b"y" * 900
+        canary(b.port, "packet-size")
+        assert counters(b.port, {"max_packet_size": 2})["max_packet_size"] == 2
+
+
+def test_message_size_limit_drops_with_0x97():
+    with Broker("sys_interval 1\nmessage_size_limit 100\n", verbose=False) as b:
+        sub = Client(b.port)
+        assert sub.connect("msl-sub") == connack()
+        sub.send(subscribe(1, [("msl/t", 1)]))
+        sub.recv()
+        c = Client(b.port)
+        assert c.connect("msl5", version=5)[3] == 0
+        c.send(publish("msl/t", b"x" * 101, qos=1, packet_id=3, version=5))
+        p = c.recv()
+        assert p[0] == 0x40 and p[2:4] == b"\x00\x03" and p[4] == 0x97, f"5.0 PUBACK 0x97: {p.hex()}"
+        c.send(publish("msl/t", b"x" * 101, qos=2, packet_id=4, version=5))
+        p = c.recv()
+        assert p[0] == 0x50 and p[2:4] == b"\x00\x04" and p[4] == 0x97, f"5.0 PUBREC 0x97: {p.hex()}"
+        c3 = Client(b.port)
+        assert c3.connect("msl3") == connack()
+        c3.send(publish("msl/t", b"x" * 101, qos=1, packet_id=5))
+        assert c3.recv() == bytes([0x40, 2, 0, 5]), "3.1.1: acknowledged and dropped"
+        # The connections stay open; a payload at the limit goes through, the others never arrived.
+        c3.send(publish("msl/t", b"z" * 100, qos=1, packet_id=6))
+        assert c3.recv() == bytes([0x40, 2, 0, 6])
+        d = conflib.parse_publish(sub.recv())
+        assert d["payload"] == b"z" * 100, "only the message within the limit is delivered"
+        sub.send(ack("puback", d["pid"]))
+        assert sub.recv(0.5) is None
+        canary(b.port, "message-size")
+        assert counters(b.port, {"message_size_limit": 3})["message_size_limit"] == 3
+
+
+def test_connect_timeout_closes_sockets_that_never_connect():
+    with Broker("sys_interval 1\nconnect_timeout 1\n", verbose=False) as b:
+        start = time.time()
+        silent = Client(b.port)
+        partial = Client(b.port)
+        partial.send(connect("slow")[:7])
+        assert silent.expect_closed(timeout=4) == []
+        assert partial.expect_closed(timeout=4) == []
+        took = time.time() - start
+        assert 0.8 <= took <= 4.0, f"closed after {took:.2f} s with connect_timeout 1"
+        b.wait_log(r"did not send CONNECT in time, disconnecting\.")
+        canary(b.port, "connect-timeout")
+        assert counters(b.port, {"connect_timeout": 2})["connect_timeout"] == 2
+
+
+def test_max_connections_is_per_listener():
+    limited, other = free_port(), free_port()
+    with Broker(f"listener {limited} 127.0.0.1\nmax_connections 3\nallow_anonymous true\n"
+                f"listener {other} 127.0.0.1\nsys_interval 1\n", verbose=False) as b:
+        held = []
+        for i in range(3):
+            c = Client(limited)
+            assert c.connect(f"mc-{i}") == connack()
+            held.append(c)
+        refused = Client(limited)
+        refused.send(connect("mc-3"))
+        assert refused.expect_closed() == [], "closed at once, without CONNACK (as Mosquitto)"
+        b.wait_log(r"Client connection from 127\.0\.0\.1 denied: max_connections exceeded\.")
+        # The other listener has its own count (the open-file default).
+        canary(other, "max-connections")
+        # A closed connection frees its place.
+        held.pop().close()
+        deadline = time.time() + 5
+        while True:
+            c = Client(limited)
+            c.send(connect("mc-again"))
+            try:
+                if c.recv(2) == connack():
+                    break
+            except EOFError:
+                pass
+            assert time.time() < deadline, "no place freed after a client left"
+            time.sleep(0.1)
+        assert counters(other, {"max_connections": 1})["max_connections"] >= 1
+
+
+def test_max_inflight_messages_holds_deliveries_back():
+    with Broker("sys_interval 1\nmax_inflight_messages 2\n", verbose=False) as b:
+        sub = Client(b.port)
+        assert sub.connect("mi-sub") == connack()
+        sub.send(subscribe(1, [("mi/t", 1)]))
+        sub.recv()
+        pub = Client(b.port)
+        assert pub.connect("mi-pub") == connack()
+        for i in range(5):
+            pub.send(publish("mi/t", f"m{i}", qos=1, packet_id=i + 1))
+            assert pub.recv() == bytes([0x40, 2, 0, i + 1])
+        first = [conflib.parse_publish(sub.recv()) for _ in range(2)]
+        assert sub.recv(0.5) is None, "a third message went out with 2 unacknowledged"
+        got = [d["payload"] for d in first]
+        for d in first:
+            sub.send(ack("puback", d["pid"]))
+        got += drain_qos1(sub)
+        assert got == [f"m{i}".encode() for i in range(5)], got
+        canary(b.port, "inflight")
+        assert counters(b.port, {"max_inflight_messages": 3})["max_inflight_messages"] == 3
+
+
+def offline_subscriber(port, client_id, topic):
+    """A persistent 3.1.1 session subscribed to `topic` at QoS 1, then disconnected."""
+    c = Client(port)
+    assert c.connect(client_id, clean=False) in (connack(), connack(session_present=True))
+    c.send(subscribe(1, [(topic, 1)]))
+    c.recv()
+    c.send(DISCONNECT)
+    c.close()
+
+
+def test_max_queued_messages_bounds_the_offline_queue():
+    with Broker("sys_interval 1\nmax_queued_messages 5\n", verbose=False) as b:
+        offline_subscriber(b.port, "mq-sub", "mq/t")
+        pub = Client(b.port)
+        assert pub.connect("mq-pub") == connack()
+        for i in range(8):
+            pub.send(publish("mq/t", f"m{i}", qos=1, packet_id=i + 1))
+            assert pub.recv() == bytes([0x40, 2, 0, i + 1])
+        sub = Client(b.port)
+        assert sub.connect("mq-sub", clean=False) == connack(session_present=True)
+        assert drain_qos1(sub) == [f"m{i}".encode() for i in range(5)], "the first 5 kept, the rest dropped"
+        canary(b.port, "queued")
+        assert counters(b.port, {"max_queued_messages": 3})["max_queued_messages"] == 3
+
+
+def test_max_queued_bytes_bounds_the_offline_queue():
+    with Broker("sys_interval 1\nmax_queued_messages 0\nmax_queued_bytes 100\n", verbose=False) as b:
+        offline_subscriber(b.port, "mqb-sub", "mqb/t")
+        pub = Client(b.port)
+        assert pub.connect("mqb-pub") == connack()
+        for i in range(5):
+            pub.send(publish("mqb/t", f"{i}".encode() * 40, qos=1, packet_id=i + 1))
+            assert pub.recv() == bytes([0x40, 2, 0, i + 1])
+        sub = Client(b.port)
+        assert sub.connect("mqb-sub", clean=False) == connack(session_present=True)
+        assert drain_qos1(sub) == [b"0" * 40, b"1" * 40], "80 bytes kept; 120 would pass the bound"
+        canary(b.port, "queued-bytes")
+        values = counters(b.port, {"max_queued_bytes": 3})
+        assert values["max_queued_bytes"] == 3 and values["max_queued_messages"] == 0, values
+
+
+def test_slow_subscriber_timeout_disconnects_and_counts():
+    with Broker("sys_interval 1\nmax_queued_messages 10\nmax_inflight_messages 2\nslow_subscriber_timeout 1\n",
+                verbose=False) as b:
+        sub = Client(b.port)
+        assert sub.connect("stuck-sub", version=5)[3] == 0
+        sub.send(subscribe(1, [("ss/t", 1)], version=5))
+        assert sub.recv()[0] == 0x90
+        pub = Client(b.port)
+        assert pub.connect("ss-pub") == connack()
+        pub.send(b"".join(publish("ss/t", f"m{i}", qos=1, packet_id=i + 1) for i in range(50)))
+        b.wait_log(r"Client stuck-sub has not read its messages for 1 s \(slow_subscriber_timeout\), disconnecting\.",
+                   timeout=6)
+        got = sub.expect_closed(timeout=3)
+        assert got and got[-1][0] == 0xE0 and got[-1][2] == 0x97, [p.hex() for p in got[-2:]]
+        canary(b.port, "slow")
+        assert counters(b.port, {"slow_subscriber_timeout": 1})["slow_subscriber_timeout"] == 1
+
+
 def test_defaults_do_not_trigger_for_normal_traffic():
     with Broker("sys_interval 1\n", verbose=False) as b:
         # A 60 kB CONNECT (a large will), a 1024-byte client id, 128 user properties.
@@ -393,5 +573,13 @@ if __name__ == "__main__":
         test_bytes_rate_pauses_the_publisher,
         test_max_conn_rate_slows_accepting,
         test_out_of_file_descriptors_does_not_spin_the_acceptor,
+        test_max_packet_size_closes_with_0x95,
+        test_message_size_limit_drops_with_0x97,
+        test_connect_timeout_closes_sockets_that_never_connect,
+        test_max_connections_is_per_listener,
+        test_max_inflight_messages_holds_deliveries_back,
+        test_max_queued_messages_bounds_the_offline_queue,
+        test_max_queued_bytes_bounds_the_offline_queue,
+        test_slow_subscriber_timeout_disconnects_and_counts,
         test_defaults_do_not_trigger_for_normal_traffic,
     ])
