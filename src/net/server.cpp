@@ -509,8 +509,8 @@ struct Worker final : broker::WorkerIo {
   std::unordered_map<Conn*, std::shared_ptr<Conn>> conns;
   std::vector<Conn*> dirty;
   std::atomic<long> live{0};
-  // Connections each listener has handed to the workers (max_connections is per listener), indexed
-  // like the configuration's listeners; shared by all workers and the acceptor.
+  // Connections open on each listener, pending or handed to a worker (max_connections is per
+  // listener), indexed like the configuration's listeners; shared by all workers and the acceptor.
   std::atomic<long>* listener_live = nullptr;
   Clock::time_point last_sys_sample{};
 };
@@ -524,7 +524,15 @@ Conn::Conn(Worker& w, tcp::socket s, ServerConnection::State, std::string peer)
 // the worker that owns its session.
 struct Pending : std::enable_shared_from_this<Pending> {
   Pending(asio::io_context& io, tcp::socket s) : sock(std::move(s)), timer(io) {}
+  ~Pending() {
+    if (slot) slot->fetch_sub(1, std::memory_order_relaxed);
+  }
+  Pending(const Pending&) = delete;
+  Pending& operator=(const Pending&) = delete;
   tcp::socket sock;
+  // Its place in its listener's connection count (max_connections): given back when it ends before
+  // a worker takes it; a worker's connection gives it back when it finishes.
+  std::atomic<long>* slot = nullptr;
   asio::steady_timer timer;
   std::string buf;
   std::string peer;
@@ -568,7 +576,8 @@ struct Server::Impl {
   std::vector<std::unique_ptr<tcp::acceptor>> acceptors;
   std::vector<std::unique_ptr<Worker>> workers;
   // max_connections of each listener (its setting, else the open-file limit minus a reserve), and
-  // the connections each has open (handed to a worker).
+  // the connections each has open (as Mosquitto, from accept on: also those that have not sent
+  // CONNECT yet).
   std::vector<std::size_t> max_connections;
   std::unique_ptr<std::atomic<long>[]> listener_live;
   unsigned next_worker = 0;
@@ -721,6 +730,8 @@ struct Server::Impl {
     }
     auto p = std::make_shared<Pending>(io, std::move(s));
     p->listener = static_cast<int>(li);
+    p->slot = &listener_live[li];
+    p->slot->fetch_add(1, std::memory_order_relaxed);
     p->peer = peer_string(ep);
     p->v6 = ep.address().is_v6();
     if (l.protocol == "websockets") {
@@ -992,7 +1003,7 @@ struct Server::Impl {
     if (ec) return;
     Worker* worker = workers[w].get();
     worker->live.fetch_add(1, std::memory_order_relaxed);
-    if (p->listener >= 0) listener_live[p->listener].fetch_add(1, std::memory_order_relaxed);
+    p->slot = nullptr;  // the place in max_connections moves to the worker's connection
     asio::post(worker->io, [worker, fd, v6 = p->v6, peer = std::move(p->peer), buf = std::move(p->buf),
                             ws = std::move(p->ws), tls = std::move(p->tls),
                             identity = std::move(p->identity), listener = p->listener]() mutable {

@@ -436,6 +436,15 @@ def test_max_connections_is_per_listener():
         b.wait_log(r"Client connection from 127\.0\.0\.1 denied: max_connections exceeded\.")
         # The other listener has its own count (the open-file default).
         canary(other, "max-connections")
+        # Sockets that have not sent CONNECT count too (as Mosquitto counts from accept on).
+        held.pop().close()
+        time.sleep(0.3)
+        silent = Client(limited)
+        time.sleep(0.3)
+        refused = Client(limited)
+        refused.send(connect("mc-4"))
+        assert refused.expect_closed() == [], "a silent socket holds a place"
+        silent.close()
         # A closed connection frees its place.
         held.pop().close()
         deadline = time.time() + 5
