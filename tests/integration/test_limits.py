@@ -483,19 +483,21 @@ def test_max_inflight_messages_holds_deliveries_back():
         assert counters(b.port, {"max_inflight_messages": 3})["max_inflight_messages"] == 3
 
 
-def offline_subscriber(port, client_id, topic):
-    """A persistent 3.1.1 session subscribed to `topic` at QoS 1, then disconnected."""
-    c = Client(port)
+def offline_subscriber(b, client_id, topic):
+    """A persistent 3.1.1 session subscribed to `topic` at QoS 1, then disconnected: returns once the
+    broker has seen the DISCONNECT (before it, messages would still go to the connection)."""
+    c = Client(b.port)
     assert c.connect(client_id, clean=False) in (connack(), connack(session_present=True))
     c.send(subscribe(1, [(topic, 1)]))
     c.recv()
     c.send(DISCONNECT)
     c.close()
+    b.wait_log(rf"Client {client_id} disconnected\.")
 
 
 def test_max_queued_messages_bounds_the_offline_queue():
-    with Broker("sys_interval 1\nmax_queued_messages 5\n", verbose=False) as b:
-        offline_subscriber(b.port, "mq-sub", "mq/t")
+    with Broker("sys_interval 1\nmax_queued_messages 5\n") as b:
+        offline_subscriber(b, "mq-sub", "mq/t")
         pub = Client(b.port)
         assert pub.connect("mq-pub") == connack()
         for i in range(8):
@@ -503,14 +505,15 @@ def test_max_queued_messages_bounds_the_offline_queue():
             assert pub.recv() == bytes([0x40, 2, 0, i + 1])
         sub = Client(b.port)
         assert sub.connect("mq-sub", clean=False) == connack(session_present=True)
-        assert drain_qos1(sub) == [f"m{i}".encode() for i in range(5)], "the first 5 kept, the rest dropped"
+        got = drain_qos1(sub)
+        assert got == [f"m{i}".encode() for i in range(5)], f"the first 5 kept, the rest dropped: {got}"
         canary(b.port, "queued")
         assert counters(b.port, {"max_queued_messages": 3})["max_queued_messages"] == 3
 
 
 def test_max_queued_bytes_bounds_the_offline_queue():
-    with Broker("sys_interval 1\nmax_queued_messages 0\nmax_queued_bytes 100\n", verbose=False) as b:
-        offline_subscriber(b.port, "mqb-sub", "mqb/t")
+    with Broker("sys_interval 1\nmax_queued_messages 0\nmax_queued_bytes 100\n") as b:
+        offline_subscriber(b, "mqb-sub", "mqb/t")
         pub = Client(b.port)
         assert pub.connect("mqb-pub") == connack()
         for i in range(5):
@@ -518,7 +521,8 @@ def test_max_queued_bytes_bounds_the_offline_queue():
             assert pub.recv() == bytes([0x40, 2, 0, i + 1])
         sub = Client(b.port)
         assert sub.connect("mqb-sub", clean=False) == connack(session_present=True)
-        assert drain_qos1(sub) == [b"0" * 40, b"1" * 40], "80 bytes kept; 120 would pass the bound"
+        got = drain_qos1(sub)
+        assert got == [b"0" * 40, b"1" * 40], f"80 bytes kept; 120 would pass the bound: {got}"
         canary(b.port, "queued-bytes")
         values = counters(b.port, {"max_queued_bytes": 3})
         assert values["max_queued_bytes"] == 3 and values["max_queued_messages"] == 0, values
