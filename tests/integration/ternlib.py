@@ -12,8 +12,22 @@ import socket
 import struct
 import subprocess
 import sys
+import atexit
 import tempfile
 import time
+
+# The temporary directories of the brokers this process started (configuration, log, store): removed
+# at exit when run_tests saw every test pass, kept for reading otherwise.
+_BROKER_DIRS = []
+_ALL_PASSED = [False]
+
+
+@atexit.register
+def _remove_broker_dirs():
+    if _ALL_PASSED[0]:
+        for d in _BROKER_DIRS:
+            shutil.rmtree(d, ignore_errors=True)
+
 
 TERN = os.environ.get("TERN_BIN") or os.path.join(os.path.dirname(__file__), "../../build/dev/tern")
 
@@ -23,6 +37,7 @@ class Broker:
 
     def __init__(self, config="", workers=4, verbose=True, extra_args=()):
         self.dir = tempfile.mkdtemp(prefix="tern-test-")
+        _BROKER_DIRS.append(self.dir)
         self.conf = os.path.join(self.dir, "tern.conf")
         self.store = None  # the store's directory, unless the config chooses it
         if "persistence_location" not in config:
@@ -112,6 +127,7 @@ class MosquittoBroker:
             subprocess.run([os.path.join(ROOT, "scripts/install-deps.sh"), "--bench"], check=True)
         assert os.path.exists(MOSQUITTO), f"{MOSQUITTO} missing after scripts/install-deps.sh --bench"
         self.dir = tempfile.mkdtemp(prefix="tern-test-mosquitto-")
+        _BROKER_DIRS.append(self.dir)
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         self.log_path = os.path.join(self.dir, "mosquitto.log")
         for _ in range(5):
@@ -485,4 +501,5 @@ def run_tests(tests):
             traceback.print_exc()
             failed += 1
     print(f"{passed} passed, {failed} failed")
+    _ALL_PASSED[0] = failed == 0
     sys.exit(1 if failed else 0)
