@@ -407,14 +407,11 @@ void Shard::deliver_local(Session& s, Delivery&& d) {
   const std::uint64_t seq = d.seq;
   Delivery kept;
   if (seq) kept = d;  // only stored deliveries pay for the copy
-  if (!protocol::queue_offline(s.state, std::move(d), broker_.limits())) {
+  protocol::Limit bound{};
+  if (!protocol::queue_offline(s.state, std::move(d), broker_.limits(), &bound)) {
     if (seq) forget(kept, s.client_id);  // the offline-queue bound: the one loss every mode allows
     Stats::add(stats_.dropped_queue_full, 1);
-    const bool by_count = broker_.limits().max_queued_messages != 0 &&
-                          s.state.queue.size() >= broker_.limits().max_queued_messages;
-    Stats::add(stats_.limits[static_cast<std::size_t>(by_count ? protocol::Limit::kMaxQueuedMessages
-                                                                 : protocol::Limit::kMaxQueuedBytes)],
-               1);
+    Stats::add(stats_.limits[static_cast<std::size_t>(bound)], 1);
     // Rate-limited: the first drop and then every 1000th.
     if (s.drops_logged++ % 1000 == 0) {
       log(2, fmt::format("Outgoing messages are being dropped for client {}.", s.client_id));

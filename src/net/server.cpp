@@ -173,8 +173,7 @@ struct Worker final : broker::WorkerIo {
     s.assign(v6 ? tcp::v6() : tcp::v4(), fd, ec);
     if (ec) {
       ::close(fd);
-      live.fetch_sub(1, std::memory_order_relaxed);
-      if (listener_live && listener >= 0) listener_live[listener].fetch_sub(1, std::memory_order_relaxed);
+      release(listener);
       return;
     }
     s.non_blocking(true, ec);
@@ -461,6 +460,13 @@ struct Worker final : broker::WorkerIo {
     return out;
   }
 
+  // A connection handed to this worker has ended: its place in the worker's load and in its
+  // listener's max_connections count is free.
+  void release(int listener) {
+    live.fetch_sub(1, std::memory_order_relaxed);
+    if (listener_live && listener >= 0) listener_live[listener].fetch_sub(1, std::memory_order_relaxed);
+  }
+
   void finish(Conn& c) {
     if (c.finished) return;
     if (!c.proto.closed()) c.proto.on_transport_closed();
@@ -469,8 +475,7 @@ struct Worker final : broker::WorkerIo {
     c.sock.shutdown(tcp::socket::shutdown_both, ec);
     c.sock.close(ec);
     c.proto.transport = nullptr;
-    live.fetch_sub(1, std::memory_order_relaxed);
-    if (listener_live && c.proto.listener >= 0) listener_live[c.proto.listener].fetch_sub(1, std::memory_order_relaxed);
+    release(c.proto.listener);
     count(c);
     conns.erase(&c);  // may destroy c
   }

@@ -81,10 +81,18 @@ std::string ConnectionHandler::assign_client_id(const std::string& prefix) {
   return generate_client_id(prefix);
 }
 
-bool queue_offline(SessionState& s, Delivery d, const ServerLimits& limits) {
-  if (limits.max_queued_messages != 0 && s.queue.size() >= limits.max_queued_messages) return false;
+bool queue_offline(SessionState& s, Delivery d, const ServerLimits& limits, Limit* refused_by) {
+  auto refuse = [refused_by](Limit l) {
+    if (refused_by) *refused_by = l;
+    return false;
+  };
+  if (limits.max_queued_messages != 0 && s.queue.size() >= limits.max_queued_messages) {
+    return refuse(Limit::kMaxQueuedMessages);
+  }
   std::size_t bytes = d.msg->payload.size();
-  if (limits.max_queued_bytes != 0 && s.queued_bytes + bytes > limits.max_queued_bytes) return false;
+  if (limits.max_queued_bytes != 0 && s.queued_bytes + bytes > limits.max_queued_bytes) {
+    return refuse(Limit::kMaxQueuedBytes);
+  }
   s.queued_bytes += bytes;
   s.queue.push_back(std::move(d));
   return true;

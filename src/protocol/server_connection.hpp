@@ -426,7 +426,8 @@ class ServerConnection {
 
 // Appends a delivery to an offline session's queue within the limits. False (and nothing queued)
 // when a bound is reached: the caller counts and logs the drop.
-bool queue_offline(SessionState& s, Delivery d, const ServerLimits& limits);
+// `refused_by`, when given, receives the bound that refused it (max_queued_messages or max_queued_bytes).
+bool queue_offline(SessionState& s, Delivery d, const ServerLimits& limits, Limit* refused_by = nullptr);
 
 // Generates "<prefix>XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX" (uppercase hex, random).
 std::string generate_client_id(const std::string& prefix);

@@ -80,6 +80,22 @@ def canary(port, tag):
     c.close()
 
 
+def connected(port, client_id, **kw):
+    """A 3.1.1 client, connected (CONNACK 0; with clean=False a session may be present)."""
+    c = Client(port)
+    ok = (connack(),) if kw.get("clean", True) else (connack(), connack(session_present=True))
+    assert c.connect(client_id, **kw) in ok
+    return c
+
+
+def subscriber(port, client_id, topic, qos, **kw):
+    """A connected 3.1.1 client subscribed to `topic` (SUBACK read)."""
+    c = connected(port, client_id, **kw)
+    c.send(subscribe(1, [(topic, qos)]))
+    c.recv()
+    return c
+
+
 def connack5(code):
     """A 5.0 CONNACK refusing with `code` and no properties."""
     return bytes([0x20, 3, 0, code, 0])
@@ -246,12 +262,8 @@ def pubacks_over_time(c, n, timeout=20.0):
 
 def test_messages_rate_pauses_the_publisher_and_loses_nothing():
     with Broker("sys_interval 1\nmessages_rate 20/s\n", verbose=False) as b:
-        sub = Client(b.port)
-        assert sub.connect("rate-sub") == connack()
-        sub.send(subscribe(1, [("rate/t", 0)]))
-        sub.recv()
-        pub = Client(b.port)
-        assert pub.connect("rate-pub") == connack()
+        sub = subscriber(b.port, "rate-sub", "rate/t", 0)
+        pub = connected(b.port, "rate-pub")
         start = time.time()
         pub.send(b"".join(publish("rate/t", f"m{i}", qos=1, packet_id=i + 1) for i in range(100)))
         # Another client is not slowed down by the first one's limit: each client has its own bucket.
@@ -367,10 +379,7 @@ def test_max_packet_size_closes_with_0x95():
         c3.send(publish("mps/t", b"x" * 1500, qos=1, packet_id=1))
         assert c3.expect_closed() == [], "3.1.1 has no reason code: closed"
         # Just below it is delivered.
-        ok = Client(b.port)
-        assert ok.connect("mps-ok") == connack()
-        ok.send(subscribe(1, [("mps/t", 0)]))
-        ok.recv()
+        ok = subscriber(b.port, "mps-ok", "mps/t", 0)
         ok.send(publish("mps/t", b"y" * 900))
         assert conflib.parse_publish(ok.recv())["payload"] == b"y" * 900
         canary(b.port, "packet-size")
@@ -379,10 +388,7 @@ def test_max_packet_size_closes_with_0x95():
 
 def test_message_size_limit_drops_with_0x97():
     with Broker("sys_interval 1\nmessage_size_limit 100\n", verbose=False) as b:
-        sub = Client(b.port)
-        assert sub.connect("msl-sub") == connack()
-        sub.send(subscribe(1, [("msl/t", 1)]))
-        sub.recv()
+        sub = subscriber(b.port, "msl-sub", "msl/t", 1)
         c = Client(b.port)
         assert c.connect("msl5", version=5)[3] == 0
         c.send(publish("msl/t", b"x" * 101, qos=1, packet_id=3, version=5))
@@ -463,12 +469,8 @@ def test_max_connections_is_per_listener():
 
 def test_max_inflight_messages_holds_deliveries_back():
     with Broker("sys_interval 1\nmax_inflight_messages 2\n", verbose=False) as b:
-        sub = Client(b.port)
-        assert sub.connect("mi-sub") == connack()
-        sub.send(subscribe(1, [("mi/t", 1)]))
-        sub.recv()
-        pub = Client(b.port)
-        assert pub.connect("mi-pub") == connack()
+        sub = subscriber(b.port, "mi-sub", "mi/t", 1)
+        pub = connected(b.port, "mi-pub")
         for i in range(5):
             pub.send(publish("mi/t", f"m{i}", qos=1, packet_id=i + 1))
             assert pub.recv() == bytes([0x40, 2, 0, i + 1])
@@ -486,10 +488,7 @@ def test_max_inflight_messages_holds_deliveries_back():
 def offline_subscriber(b, client_id, topic):
     """A persistent 3.1.1 session subscribed to `topic` at QoS 1, then disconnected: returns once the
     broker has seen the DISCONNECT (before it, messages would still go to the connection)."""
-    c = Client(b.port)
-    assert c.connect(client_id, clean=False) in (connack(), connack(session_present=True))
-    c.send(subscribe(1, [(topic, 1)]))
-    c.recv()
+    c = subscriber(b.port, client_id, topic, 1, clean=False)
     c.send(DISCONNECT)
     c.close()
     b.wait_log(rf"Client {client_id} disconnected\.")
@@ -498,8 +497,7 @@ def offline_subscriber(b, client_id, topic):
 def test_max_queued_messages_bounds_the_offline_queue():
     with Broker("sys_interval 1\nmax_queued_messages 5\n") as b:
         offline_subscriber(b, "mq-sub", "mq/t")
-        pub = Client(b.port)
-        assert pub.connect("mq-pub") == connack()
+        pub = connected(b.port, "mq-pub")
         for i in range(8):
             pub.send(publish("mq/t", f"m{i}", qos=1, packet_id=i + 1))
             assert pub.recv() == bytes([0x40, 2, 0, i + 1])
@@ -514,8 +512,7 @@ def test_max_queued_messages_bounds_the_offline_queue():
 def test_max_queued_bytes_bounds_the_offline_queue():
     with Broker("sys_interval 1\nmax_queued_messages 0\nmax_queued_bytes 100\n") as b:
         offline_subscriber(b, "mqb-sub", "mqb/t")
-        pub = Client(b.port)
-        assert pub.connect("mqb-pub") == connack()
+        pub = connected(b.port, "mqb-pub")
         for i in range(5):
             pub.send(publish("mqb/t", f"{i}".encode() * 40, qos=1, packet_id=i + 1))
             assert pub.recv() == bytes([0x40, 2, 0, i + 1])
@@ -535,8 +532,7 @@ def test_slow_subscriber_timeout_disconnects_and_counts():
         assert sub.connect("stuck-sub", version=5)[3] == 0
         sub.send(subscribe(1, [("ss/t", 1)], version=5))
         assert sub.recv()[0] == 0x90
-        pub = Client(b.port)
-        assert pub.connect("ss-pub") == connack()
+        pub = connected(b.port, "ss-pub")
         pub.send(b"".join(publish("ss/t", f"m{i}", qos=1, packet_id=i + 1) for i in range(50)))
         b.wait_log(r"Client stuck-sub has not read its messages for 1 s \(slow_subscriber_timeout\), disconnecting\.",
                    timeout=6)
