@@ -369,7 +369,10 @@ def test_user_drops_privileges():
     while True:
         bad = []
         for tid in os.listdir(f"/proc/{p.pid}/task"):
-            st = proc_status(f"{p.pid}/task/{tid}")
+            try:
+                st = proc_status(f"{p.pid}/task/{tid}")
+            except FileNotFoundError:
+                continue  # a short-lived thread that ended between listing and reading
             uids = [int(x) for x in st["Uid"].split()]
             gids = [int(x) for x in st["Gid"].split()]
             if uids != [nobody.pw_uid] * 4 or gids != [nobody.pw_gid] * 4:
